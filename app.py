@@ -1,0 +1,108 @@
+"""`python app.py`: the Gradio chat app; streams answers and shows the numbered sources beside them."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import threading
+from typing import Any, Iterator
+
+from rag.cli import settings_arguments, settings_from
+from rag.errors import RagError
+from rag.pipeline import Answer, Pipeline
+
+NO_SOURCES = "*The sources of each answer appear here: file, page, section and passage.*"
+
+
+def message_text(content: Any) -> str:
+    """Plain text of a chat message, whichever shape Gradio hands it over in."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, dict):
+        return str(content.get("text") or content.get("content") or "")
+    if isinstance(content, (list, tuple)):
+        return " ".join(message_text(part) for part in content)
+    return ""
+
+
+def sources_markdown(answer: Answer) -> str:
+    """Numbered like the citations; cited sources first marked, each with its place and passage."""
+    if not answer.sources:
+        return "*No passage of the index matched this question.*"
+    cited = {s.n for s in answer.cited}
+    lines = []
+    for source in answer.sources:
+        mark = "cited" if source.n in cited else "not cited"
+        passage = "\n".join(f"> {line}" if line.strip() else ">" for line in source.text.splitlines())
+        lines.append(f"**[{source.n}] {source.label}** ({mark})  \n`{source.path}`\n\n{passage}\n")
+    return "\n".join(lines)
+
+
+def respond(pipeline: Pipeline, question: str, history: list[dict]) -> Iterator[tuple[str, list[dict], str]]:
+    """One turn: the question goes into the chat at once, the answer streams in, the sources follow."""
+    question = (question or "").strip()
+    if not question:
+        yield "", history, NO_SOURCES
+        return
+    previous = [{"role": m["role"], "content": message_text(m["content"])} for m in history if m.get("role") in ("user", "assistant")]
+    chat = [*history, {"role": "user", "content": question}, {"role": "assistant", "content": "…"}]
+    yield "", chat, "*Searching your documents…*"
+    try:
+        for event in pipeline.ask_stream(question, previous):
+            chat[-1] = {"role": "assistant", "content": event.text or "…"}
+            yield "", chat, sources_markdown(event) if isinstance(event, Answer) else "*Writing the answer…*"
+    except RagError as exc:
+        chat[-1] = {"role": "assistant", "content": f"**Cannot answer:** {exc}"}
+        yield "", chat, NO_SOURCES
+
+
+def build_app(pipeline: Pipeline):
+    import gradio as gr
+
+    with gr.Blocks(title="Chat with your documents", analytics_enabled=False) as demo:
+        gr.Markdown("## Chat with your documents\nAnswers come from your indexed files only, with numbered citations.")
+        with gr.Row():
+            with gr.Column(scale=3):
+                chatbot = gr.Chatbot(label="Conversation", height=560, elem_id="chat", buttons=["copy"])
+                question = gr.Textbox(label="Question", placeholder="Ask about your documents and press Enter",
+                                      elem_id="question", autofocus=True)
+                with gr.Row():
+                    ask = gr.Button("Ask", variant="primary", elem_id="ask")
+                    new_chat = gr.Button("New chat", elem_id="new-chat")
+            with gr.Column(scale=2):
+                gr.Markdown("### Sources")
+                sources = gr.Markdown(NO_SOURCES, elem_id="sources")
+
+        def turn(message: str, history: list[dict]):
+            yield from respond(pipeline, message, history)
+
+        ask.click(turn, [question, chatbot], [question, chatbot, sources], api_name="ask")
+        question.submit(turn, [question, chatbot], [question, chatbot, sources], api_visibility="private")
+        new_chat.click(lambda: ("", [], NO_SOURCES), None, [question, chatbot, sources], api_visibility="private")
+    return demo
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python app.py", description="Chat with your indexed documents in the browser.")
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
+    parser.add_argument("--port", type=int, default=7860, help="port (default 7860)")
+    settings_arguments(parser)
+    args = parser.parse_args(argv)
+    os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"  # nothing leaves the machine
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    try:
+        pipeline = Pipeline(settings_from(args))
+    except RagError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    threading.Thread(target=pipeline.warm_up, daemon=True).start()
+    demo = build_app(pipeline)
+    demo.queue(default_concurrency_limit=1)
+    print(f"Serving on http://{args.host}:{args.port} (index: {pipeline.settings.index_dir})", flush=True)
+    demo.launch(server_name=args.host, server_port=args.port, share=False, show_error=True, quiet=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,177 @@
+"""Sections -> chunks bounded by the embedder's token count, split at paragraphs, then sentences, then words."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterable
+
+from rag.loaders import Section
+
+TokenCounter = Callable[[str], int]
+
+_PARAGRAPH = re.compile(r"\n\s*\n")
+# A sentence ends at . ! or ? followed by space and a capital, digit, quote or bracket.
+_SENTENCE_END = re.compile(r"(?<=[.!?])[\"')\]]?\s+(?=[\"'(\[A-Z0-9])")
+
+
+def place(path: str, page: int | None, heading: str) -> str:
+    """"notes.pdf, page 3, Sampling > Temperature": where a person finds a passage."""
+    parts = [Path(path).name]
+    if page is not None:
+        parts.append(f"page {page}")
+    if heading:
+        parts.append(heading)
+    return ", ".join(parts)
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """A passage small enough to embed whole, with where it came from."""
+
+    path: str
+    text: str
+    ordinal: int
+    page: int | None = None
+    heading: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.text.strip():
+            raise ValueError(f"empty chunk {self.ordinal} of {self.path}")
+
+    @property
+    def label(self) -> str:
+        return place(self.path, self.page, self.heading)
+
+    @property
+    def indexed_text(self) -> str:
+        """What is embedded and keyword-indexed: the heading path gives a short passage its topic."""
+        return f"{self.heading}\n{self.text}" if self.heading else self.text
+
+
+@dataclass(frozen=True)
+class _Unit:
+    text: str
+    tokens: int
+    starts_paragraph: bool
+
+
+def chunk_sections(sections: Iterable[Section], count_tokens: TokenCounter, max_tokens: int, overlap: int) -> list[Chunk]:
+    """Chunk every section of one document, numbering chunks in document order.
+
+    count_tokens must count the way the embedder does (special tokens included), so that no chunk
+    is silently truncated when embedded. Neighbouring chunks of a section share up to `overlap`
+    tokens of whole sentences (or whole words, when one sentence is longer than the overlap).
+    """
+    if not 0 <= overlap < max_tokens:
+        raise ValueError(f"overlap must be between 0 and max_tokens - 1, got {overlap}")
+    chunks: list[Chunk] = []
+    for section in sections:
+        prefix_cost = count_tokens(section.heading) - count_tokens("") + 1 if section.heading else 0
+        budget = max_tokens - prefix_cost
+        if budget < max(8, overlap + 1):
+            budget, heading = max_tokens, ""  # an absurdly long heading is dropped rather than starving the text
+        else:
+            heading = section.heading
+        for text in _pack(_units(section.text, count_tokens, budget), count_tokens, budget, overlap):
+            chunks.append(Chunk(section.path, text, len(chunks), section.page, heading))
+    return chunks
+
+
+def _units(text: str, count_tokens: TokenCounter, budget: int) -> list[_Unit]:
+    """Sentences, each marked when it opens a paragraph; a sentence over budget becomes word runs."""
+    special = count_tokens("")
+    units: list[_Unit] = []
+    for paragraph in _PARAGRAPH.split(text):
+        paragraph = " ".join(paragraph.split())
+        if not paragraph:
+            continue
+        first = True
+        for sentence in _SENTENCE_END.split(paragraph):
+            cost = count_tokens(sentence) - special
+            pieces = [(sentence, cost)] if cost + special <= budget else _split_words(sentence, count_tokens, budget - special)
+            for piece, piece_cost in pieces:
+                units.append(_Unit(piece, piece_cost, first))
+                first = False
+    return units
+
+
+def _split_words(sentence: str, count_tokens: TokenCounter, budget: int) -> list[tuple[str, int]]:
+    special = count_tokens("")
+    pieces: list[tuple[str, int]] = []
+    words: list[str] = []
+    used = 0
+    for word in sentence.split():
+        cost = max(1, count_tokens(word) - special)
+        if words and used + cost > budget:
+            pieces.append((" ".join(words), used))
+            words, used = [], 0
+        words.append(word)
+        used += cost
+    if words:
+        pieces.append((" ".join(words), used))
+    return pieces
+
+
+def _join(units: list[_Unit]) -> str:
+    out = ""
+    for i, unit in enumerate(units):
+        out += unit.text if i == 0 else ("\n\n" if unit.starts_paragraph else " ") + unit.text
+    return out
+
+
+def _pack(units: list[_Unit], count_tokens: TokenCounter, budget: int, overlap: int) -> list[str]:
+    special = count_tokens("")
+    texts: list[str] = []
+    current: list[_Unit] = []
+    fresh = 0  # units in `current` that did not come from the previous chunk's overlap
+    i = 0
+    while i < len(units) or fresh:
+        unit = units[i] if i < len(units) else None
+        if unit is not None and not (current and sum(u.tokens for u in current) + unit.tokens + special > budget):
+            current.append(unit)
+            fresh += 1
+            i += 1
+            continue
+        if fresh == 0:
+            current = []  # the carried overlap cannot sit beside this unit; start clean
+            continue
+        # Piece counts do not always add up to the real count; hand units back until it fits.
+        while len(current) > 1 and count_tokens(_join(current)) > budget:
+            current.pop()
+            i -= 1
+            fresh -= 1
+            if fresh == 0:
+                current = [units[i]]
+                fresh = 1
+                i += 1
+                break
+        texts.append(_join(current))
+        current = _overlap_tail(current, overlap, count_tokens) if i < len(units) else []
+        fresh = 0
+    return texts
+
+
+def _overlap_tail(units: list[_Unit], overlap: int, count_tokens: TokenCounter) -> list[_Unit]:
+    if overlap == 0:
+        return []
+    tail: list[_Unit] = []
+    used = 0
+    for unit in reversed(units):
+        if used + unit.tokens > overlap:
+            break
+        tail.insert(0, unit)
+        used += unit.tokens
+    if tail:
+        return tail
+    special = count_tokens("")
+    words = units[-1].text.split()
+    kept: list[str] = []
+    for word in reversed(words):
+        cost = max(1, count_tokens(word) - special)
+        if used + cost > overlap:
+            break
+        kept.insert(0, word)
+        used += cost
+    return [_Unit(" ".join(kept), used, False)] if kept else []

@@ -1,0 +1,101 @@
+"""`python -m rag ask|search`: answers and passages from the terminal, as text or JSON."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Sequence
+
+from rag.config import Settings
+from rag.errors import RagError
+
+
+def settings_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options every entry point shares; each falls back to its RAG_* variable, then the default."""
+    parser.add_argument("--index", type=Path, help="index folder (default: RAG_INDEX or ./index in the project)")
+    parser.add_argument("--embedder", help="sentence-transformers model folder (default: the bundled all-MiniLM-L6-v2)")
+    parser.add_argument("--model", help="GGUF model file (default: RAG_MODEL or the bundled SmolLM2-135M)")
+
+
+def settings_from(args: argparse.Namespace, **extra: object) -> Settings:
+    return Settings.load({"index_dir": args.index, "embedder": args.embedder, "model": getattr(args, "model", None), **extra})
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m rag", description="Ask questions of your indexed documents.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    ask = commands.add_parser("ask", help="answer a question with numbered citations")
+    ask.add_argument("question")
+    ask.add_argument("-k", "--top-k", type=int, help="sources given to the model (default 5)")
+    ask.add_argument("--temperature", type=float, help="sampling temperature (default 0.1)")
+    ask.add_argument("--max-tokens", type=int, help="longest answer in tokens (default 384)")
+    ask.add_argument("--json", action="store_true", help="print one JSON object instead of text")
+    settings_arguments(ask)
+    search = commands.add_parser("search", help="show the ranked passages, without the language model")
+    search.add_argument("query")
+    search.add_argument("-k", "--top-k", type=int, help="passages to show (default 5)")
+    search.add_argument("--json", action="store_true", help="print one JSON object instead of text")
+    settings_arguments(search)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "ask":
+            return _ask(args)
+        return _search(args)
+    except RagError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+
+
+def _ask(args: argparse.Namespace) -> int:
+    from rag.pipeline import Answer, Pipeline
+
+    settings = settings_from(args, top_k=args.top_k, temperature=args.temperature, max_tokens=args.max_tokens)
+    pipeline = Pipeline(settings)
+    answer = None
+    streamed = ""
+    for event in pipeline.ask_stream(args.question):
+        if isinstance(event, Answer):
+            answer = event
+        elif not args.json:
+            print(event.text[len(streamed):], end="", flush=True)  # the raw text, as the model writes it
+            streamed = event.text
+    assert answer is not None
+    if args.json:
+        print(json.dumps(answer.to_json(), ensure_ascii=False))
+        return 0
+    print()
+    if answer.text.strip() != streamed.strip():
+        print(f"\nWith citations checked:\n{answer.text}")
+    print("\nSources:")
+    for source in answer.sources:
+        mark = "*" if source in answer.cited else " "
+        print(f"{mark}[{source.n}] {source.label}\n     {_snippet(source.text)}")
+    return 0
+
+
+def _search(args: argparse.Namespace) -> int:
+    from rag.pipeline import Pipeline
+
+    settings = settings_from(args)
+    hits = Pipeline(settings).search(args.query, args.top_k)
+    if args.json:
+        rows = [{"path": h.chunk.path, "page": h.chunk.page, "heading": h.chunk.heading, "text": h.chunk.text,
+                 "score": round(h.score, 6)} for h in hits]
+        print(json.dumps({"hits": rows}, ensure_ascii=False))
+        return 0
+    if not hits:
+        print("No passages found.")
+    for rank, hit in enumerate(hits, start=1):
+        print(f"{rank}. {hit.chunk.label}  (score {hit.score:.4f})\n   {_snippet(hit.chunk.text)}")
+    return 0
+
+
+def _snippet(text: str, width: int = 160) -> str:
+    flat = " ".join(text.split())
+    return flat if len(flat) <= width else flat[: width - 1].rsplit(" ", 1)[0] + "…"

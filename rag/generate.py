@@ -1,0 +1,138 @@
+"""The local llama.cpp model: prompt assembly with numbered sources that fits the context, and streaming."""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Iterator, Protocol, Sequence
+
+from rag.config import Settings
+from rag.errors import ModelError
+
+SYSTEM_PROMPT = (
+    "You answer questions using only the numbered sources given to you. "
+    "After each sentence, cite the sources it comes from with their numbers in square brackets, like [1] or [2]. "
+    "If the sources do not contain the answer, say that the documents do not cover it. "
+    "Be brief and factual."
+)
+
+Message = dict[str, str]
+
+
+class Generator(Protocol):
+    """A chat model that streams text and counts tokens with its own tokenizer."""
+
+    n_ctx: int
+
+    def stream(self, messages: Sequence[Message], max_tokens: int, temperature: float) -> Iterator[str]: ...
+
+    def count_tokens(self, text: str) -> int: ...
+
+
+def check_gguf(path: str) -> Path:
+    """Fail with one sentence when `path` is not a readable GGUF file."""
+    file = Path(path).expanduser()
+    hint = "pass --model PATH or set RAG_MODEL to a .gguf file, or leave both empty for the bundled model"
+    if not file.exists():
+        raise ModelError(f"Model file {file} does not exist; {hint}.")
+    if not file.is_file():
+        raise ModelError(f"Model path {file} is a folder, not a file; {hint}.")
+    try:
+        with open(file, "rb") as handle:
+            magic = handle.read(4)
+    except OSError as exc:
+        raise ModelError(f"Model file {file} cannot be read ({exc.strerror}); check its permissions.") from None
+    if magic != b"GGUF":
+        raise ModelError(f"Model file {file} is not a GGUF file; {hint} (convert other formats with llama.cpp's tools).")
+    return file
+
+
+class LlamaGenerator:
+    """A GGUF model run by llama-cpp-python, using the chat template stored in the GGUF file."""
+
+    def __init__(self, settings: Settings) -> None:
+        file = check_gguf(settings.model_path)
+        from llama_cpp import Llama
+
+        try:
+            self._llm = Llama(
+                model_path=str(file),
+                n_ctx=settings.n_ctx,
+                n_threads=settings.n_threads or os.cpu_count(),
+                n_gpu_layers=settings.n_gpu_layers,
+                seed=settings.seed,
+                verbose=False,
+            )
+        except (ValueError, RuntimeError) as exc:
+            raise ModelError(f"Model file {file} could not be loaded ({exc}); it may be truncated or of an "
+                             "architecture this llama.cpp does not know; download it again or choose another model.") from None
+        self.n_ctx = self._llm.n_ctx()
+        self.name = file.name
+        self.seed = settings.seed
+
+    def count_tokens(self, text: str) -> int:
+        return len(self._llm.tokenize(text.encode("utf-8"), add_bos=False, special=True))
+
+    def stream(self, messages: Sequence[Message], max_tokens: int, temperature: float) -> Iterator[str]:
+        pieces = self._llm.create_chat_completion(
+            messages=list(messages), stream=True, max_tokens=max_tokens, temperature=temperature, seed=self.seed,
+            repeat_penalty=1.1,
+        )
+        for piece in pieces:
+            text = piece["choices"][0]["delta"].get("content")
+            if text:
+                yield text
+
+
+def source_block(n: int, label: str, text: str) -> str:
+    return f"[{n}] {label}\n{text.strip()}"
+
+
+def build_messages(question: str, blocks: Sequence[str], history: Sequence[Message], generator: Generator,
+                   max_tokens: int) -> tuple[list[Message], int]:
+    """The chat to send, and how many of `blocks` (best first) fit in the context beside the answer."""
+    # Room for the chat template's own tokens on top of what we count.
+    budget = generator.n_ctx - max_tokens - 64
+    system_cost = generator.count_tokens(SYSTEM_PROMPT)
+    history = list(history)
+    while history and system_cost + sum(generator.count_tokens(m["content"]) for m in history) > budget // 3:
+        history = history[2:]  # the oldest exchange goes first
+    fixed = system_cost + sum(generator.count_tokens(m["content"]) for m in history) + generator.count_tokens(question) + 32
+    kept: list[str] = []
+    used = fixed
+    for block in blocks:
+        cost = generator.count_tokens(block) + 2
+        if used + cost > budget:
+            break
+        kept.append(block)
+        used += cost
+    sources = "\n\n".join(kept) if kept else "(no sources)"
+    user = f"Sources:\n\n{sources}\n\nQuestion: {question}\nAnswer from the sources above and cite them by number, like [1]."
+    messages = [{"role": "system", "content": SYSTEM_PROMPT}, *history, {"role": "user", "content": user}]
+    return messages, len(kept)
+
+
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
+
+
+def repetition_start(text: str, min_chars: int = 20) -> int | None:
+    """Where `text` starts repeating a finished sentence it already contains, or None.
+
+    Small models fall into loops; cutting at the first repeated sentence keeps the answer readable.
+    """
+    seen: set[str] = set()
+    offset = 0
+    parts = _SENTENCE_END.split(text)
+    for part in parts[:-1]:  # the last part may still be growing
+        key = " ".join(citation_free(part).lower().split())
+        start = text.index(part, offset)
+        offset = start + len(part)
+        if len(key) >= min_chars and key in seen:
+            return start
+        seen.add(key)
+    return None
+
+
+def citation_free(text: str) -> str:
+    return re.sub(r"\[[^\]]*\]", "", text)

@@ -1,0 +1,138 @@
+"""ask(question, history) -> Answer with numbered sources: the one entry point the CLI and the app use."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import asdict, dataclass
+from typing import Iterator, Sequence
+
+from rag import citations, store
+from rag.chunking import place
+from rag.config import Settings
+from rag.errors import RagError
+from rag.embeddings import Embedder, SentenceTransformerEmbedder
+from rag.generate import Generator, LlamaGenerator, Message, build_messages, repetition_start, source_block
+from rag.retrieve import CrossEncoderReranker, Hit, Retriever
+
+
+@dataclass(frozen=True)
+class Source:
+    """One numbered passage given to the model; [n] in the answer refers to it."""
+
+    n: int
+    path: str
+    page: int | None
+    heading: str
+    text: str
+    score: float
+
+    def __post_init__(self) -> None:
+        if self.n < 1:
+            raise ValueError(f"source numbers start at 1, got {self.n}")
+
+    @property
+    def label(self) -> str:
+        return place(self.path, self.page, self.heading)
+
+
+@dataclass(frozen=True)
+class Partial:
+    """The answer so far, while the model is still writing."""
+
+    text: str
+
+
+@dataclass(frozen=True)
+class Answer:
+    question: str
+    text: str
+    sources: tuple[Source, ...]
+
+    def __post_init__(self) -> None:
+        unknown = [n for n in citations.parse(self.text) if not 1 <= n <= len(self.sources)]
+        if unknown:
+            raise ValueError(f"answer cites {unknown}, but only sources 1..{len(self.sources)} exist")
+
+    @property
+    def cited(self) -> list[Source]:
+        numbers = set(citations.parse(self.text))
+        return [s for s in self.sources if s.n in numbers]
+
+    def to_json(self) -> dict:
+        return {"answer": self.text, "sources": [asdict(s) for s in self.sources]}
+
+
+class Pipeline:
+    """Holds the loaded models and the index snapshot; picks up a new snapshot when an ingest finishes."""
+
+    def __init__(self, settings: Settings, embedder: Embedder | None = None, generator: Generator | None = None) -> None:
+        self.settings = settings
+        self.embedder = embedder or SentenceTransformerEmbedder(settings.embedder_path)
+        self._generator = generator
+        self._reranker = CrossEncoderReranker(settings.reranker) if settings.reranker else None
+        self._retriever: Retriever | None = None
+        self._lock = threading.Lock()  # one llama.cpp context serves one answer at a time
+
+    @property
+    def generator(self) -> Generator:
+        if self._generator is None:
+            self._generator = LlamaGenerator(self.settings)
+        return self._generator
+
+    @property
+    def retriever(self) -> Retriever:
+        """The retriever over the generation in force, rebuilt when CURRENT names a new one."""
+        generation = store.current_generation(self.settings.index_dir)
+        if self._retriever is None or self._retriever.snapshot.generation != generation:
+            snapshot = store.load(self.settings.index_dir)
+            self._retriever = Retriever(snapshot, self.embedder, self.settings, self._reranker)
+        return self._retriever
+
+    def warm_up(self) -> None:
+        """Load the model and the index ahead of the first question; problems surface when one is asked."""
+        try:
+            with self._lock:
+                self.generator
+            self.retriever
+        except RagError:
+            pass
+
+    def search(self, query: str, k: int | None = None) -> list[Hit]:
+        return self.retriever.search(query, k)
+
+    def ask_stream(self, question: str, history: Sequence[Message] = ()) -> Iterator[Partial | Answer]:
+        """Yield the growing answer as Partial, then the final Answer with cleaned citations."""
+        question = question.strip()
+        if not question:
+            raise ValueError("the question is empty")
+        hits = self.search(question)
+        blocks = [source_block(i, h.chunk.label, h.chunk.text) for i, h in enumerate(hits, start=1)]
+        with self._lock:
+            generator = self.generator
+            messages, fitted = build_messages(question, blocks, history, generator, self.settings.max_tokens)
+            hits = hits[:fitted]
+            text = ""
+            pieces = generator.stream(messages, self.settings.max_tokens, self.settings.temperature)
+            for piece in pieces:
+                text += piece
+                cut = repetition_start(text)
+                if cut is not None:
+                    text = text[:cut].rstrip()
+                    pieces.close()  # stops llama.cpp from generating the rest
+                    yield Partial(text)
+                    break
+                yield Partial(text)
+        sources = tuple(Source(i, h.chunk.path, h.chunk.page, h.chunk.heading, h.chunk.text, round(h.score, 6))
+                        for i, h in enumerate(hits, start=1))
+        text = citations.clean(text, len(sources))
+        if not citations.parse(text):
+            text = citations.attach(text, [s.text for s in sources])
+        yield Answer(question, text, sources)
+
+    def ask(self, question: str, history: Sequence[Message] = ()) -> Answer:
+        final = None
+        for event in self.ask_stream(question, history):
+            final = event
+        assert isinstance(final, Answer)
+        return final
+

@@ -1,0 +1,226 @@
+"""The on-disk index: SQLite for documents and chunks, FAISS's own format for vectors, no pickle.
+
+Layout of an index folder:
+
+    CURRENT            names the generation in force ("gen-000007")
+    gen-000007/        one complete, immutable snapshot
+        chunks.sqlite  documents and chunks (text and metadata)
+        dense.faiss    inner-product FAISS index; row i is chunk id i
+        meta.json      format version and the embedder that made the vectors
+    LOCK               held by the one ingest that may write
+
+A writer builds a new generation folder beside the old one and then replaces CURRENT with
+os.replace, which is atomic, so a reader always finds either the old or the new snapshot whole.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import shutil
+import sqlite3
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import numpy as np
+
+from rag.chunking import Chunk
+from rag.errors import StoreError
+
+FORMAT_VERSION = 1
+_SCHEMA = """
+CREATE TABLE documents (path TEXT PRIMARY KEY, sha256 TEXT NOT NULL, size INTEGER NOT NULL,
+                        pages INTEGER, chunks INTEGER NOT NULL, ingested_at REAL NOT NULL);
+CREATE TABLE chunks (id INTEGER PRIMARY KEY, path TEXT NOT NULL REFERENCES documents(path),
+                     ordinal INTEGER NOT NULL, page INTEGER, heading TEXT NOT NULL, text TEXT NOT NULL);
+"""
+
+
+@dataclass(frozen=True)
+class Document:
+    """One indexed file, as it was when ingested."""
+
+    path: str
+    sha256: str
+    size: int
+    pages: int | None
+    chunks: int
+    ingested_at: float
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """One generation of the index, loaded whole into memory. Chunk id i is row i of `vectors`."""
+
+    generation: str
+    documents: tuple[Document, ...]
+    chunks: tuple[Chunk, ...]
+    vectors: "object"  # a faiss.Index; typed loosely so importing this module does not import faiss
+    embedder: str
+    dim: int
+
+    def __post_init__(self) -> None:
+        if self.vectors.ntotal != len(self.chunks):
+            raise StoreError(
+                f"Index generation {self.generation} is inconsistent ({self.vectors.ntotal} vectors for "
+                f"{len(self.chunks)} chunks); rebuild it with `python ingest.py --index DIR PATH...` into a new folder."
+            )
+
+    def vectors_of(self, ids: Sequence[int]) -> np.ndarray:
+        """The stored vectors of these chunk ids, in order (reused when a document is unchanged)."""
+        if not len(ids):
+            return np.zeros((0, self.dim), dtype=np.float32)
+        return np.vstack([self.vectors.reconstruct(int(i)) for i in ids]).astype(np.float32)
+
+
+def current_generation(index_dir: Path) -> str | None:
+    """The generation CURRENT names, or None when the folder holds no index yet."""
+    try:
+        name = (index_dir / "CURRENT").read_text(encoding="utf-8").strip()
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise StoreError(f"Cannot read {index_dir / 'CURRENT'} ({exc.strerror}); check the folder's permissions.") from None
+    return name or None
+
+
+def load(index_dir: Path) -> Snapshot:
+    """Load the generation in force. Raises StoreError with what to do when there is none."""
+    import faiss
+
+    for attempt in range(3):
+        generation = current_generation(index_dir)
+        if generation is None:
+            raise StoreError(
+                f"No index in {index_dir}; build one with `python ingest.py PATH... --index {index_dir}` "
+                "(or set RAG_INDEX to the folder that holds it)."
+            )
+        folder = index_dir / generation
+        try:
+            meta = json.loads((folder / "meta.json").read_text(encoding="utf-8"))
+            if meta.get("format") != FORMAT_VERSION:
+                raise StoreError(f"Index {folder} has format {meta.get('format')}, this version reads {FORMAT_VERSION}; re-ingest into a new folder.")
+            documents, chunks = _read_sqlite(folder / "chunks.sqlite")
+            vectors = faiss.read_index(str(folder / "dense.faiss"))
+        except FileNotFoundError:
+            if current_generation(index_dir) != generation and attempt < 2:
+                continue  # a writer replaced the generation while we read it; read the new one
+            raise StoreError(f"Index generation {folder} is missing files; re-run the ingest to rebuild it.") from None
+        except (sqlite3.DatabaseError, json.JSONDecodeError, RuntimeError) as exc:
+            raise StoreError(f"Index {folder} is damaged ({exc}); re-run the ingest into a new --index folder to rebuild it.") from None
+        return Snapshot(generation, documents, chunks, vectors, meta["embedder"], int(meta["dim"]))
+    raise StoreError(f"Index in {index_dir} kept changing while loading; try again when the ingest has finished.")  # pragma: no cover
+
+
+def write(index_dir: Path, documents: Sequence[Document], chunks: Sequence[Chunk], vectors: np.ndarray, embedder: str) -> str:
+    """Write a new generation and make it current atomically. Returns its name."""
+    import faiss
+
+    if vectors.ndim != 2 or len(chunks) != len(vectors):
+        raise ValueError(f"{len(chunks)} chunks need a ({len(chunks)}, dim) array of vectors, got shape {vectors.shape}")
+    index_dir.mkdir(parents=True, exist_ok=True)
+    previous = current_generation(index_dir)
+    generation = _next_generation(index_dir)
+    staging = index_dir / f"{generation}.tmp"
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir()
+    try:
+        _write_sqlite(staging / "chunks.sqlite", documents, chunks)
+        dim = int(vectors.shape[1])
+        flat = faiss.IndexFlatIP(dim)
+        if len(vectors):
+            flat.add(np.ascontiguousarray(vectors, dtype=np.float32))
+        faiss.write_index(flat, str(staging / "dense.faiss"))
+        meta = {"format": FORMAT_VERSION, "embedder": embedder, "dim": dim, "chunks": len(chunks), "created": time.time()}
+        (staging / "meta.json").write_text(json.dumps(meta, indent=1), encoding="utf-8")
+        for name in ("chunks.sqlite", "dense.faiss", "meta.json"):
+            _fsync(staging / name)
+        os.replace(staging, index_dir / generation)
+        _fsync_dir(index_dir)
+        pointer = index_dir / "CURRENT.tmp"
+        pointer.write_text(generation + "\n", encoding="utf-8")
+        _fsync(pointer)
+        os.replace(pointer, index_dir / "CURRENT")
+        _fsync_dir(index_dir)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    _remove_old_generations(index_dir, keep={generation, previous})
+    return generation
+
+
+@contextlib.contextmanager
+def writer_lock(index_dir: Path, wait: bool = True) -> Iterator[None]:
+    """Hold the index's write lock: a second ingest waits (or, with wait=False, is told why it cannot run)."""
+    index_dir.mkdir(parents=True, exist_ok=True)
+    with open(index_dir / "LOCK", "a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            if not wait:
+                raise StoreError(f"Another ingest is writing {index_dir}; wait for it to finish and run this one again.") from None
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _read_sqlite(path: Path) -> tuple[tuple[Document, ...], tuple[Chunk, ...]]:
+    if not path.is_file():
+        raise FileNotFoundError(path)
+    con = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        documents = tuple(Document(*row) for row in con.execute(
+            "SELECT path, sha256, size, pages, chunks, ingested_at FROM documents ORDER BY path"))
+        rows = con.execute("SELECT id, path, ordinal, page, heading, text FROM chunks ORDER BY id").fetchall()
+    finally:
+        con.close()
+    chunks = []
+    for expected, (chunk_id, doc, ordinal, page, heading, text) in enumerate(rows):
+        if chunk_id != expected:
+            raise sqlite3.DatabaseError(f"chunk ids are not contiguous at {expected}")
+        chunks.append(Chunk(doc, text, ordinal, page, heading))
+    return documents, tuple(chunks)
+
+
+def _write_sqlite(path: Path, documents: Sequence[Document], chunks: Sequence[Chunk]) -> None:
+    con = sqlite3.connect(path)
+    try:
+        con.executescript(_SCHEMA)
+        con.executemany("INSERT INTO documents VALUES (?, ?, ?, ?, ?, ?)",
+                        [(d.path, d.sha256, d.size, d.pages, d.chunks, d.ingested_at) for d in documents])
+        con.executemany("INSERT INTO chunks VALUES (?, ?, ?, ?, ?, ?)",
+                        [(i, c.path, c.ordinal, c.page, c.heading, c.text) for i, c in enumerate(chunks)])
+        con.commit()
+    finally:
+        con.close()
+
+
+def _next_generation(index_dir: Path) -> str:
+    numbers = [int(p.name[4:10]) for p in index_dir.glob("gen-*") if p.name[4:10].isdigit()]
+    return f"gen-{max(numbers, default=0) + 1:06d}"
+
+
+def _remove_old_generations(index_dir: Path, keep: set[str | None]) -> None:
+    # The previous generation stays one round, for a reader that opened it just before the switch.
+    for folder in index_dir.glob("gen-*"):
+        if folder.name not in keep:
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _fsync_dir(path: Path) -> None:
+    with contextlib.suppress(OSError):
+        _fsync(path)
