@@ -249,13 +249,18 @@ def markdown_to_pages(
     return pages
 
 
-def main() -> None:
-    """Build llm-handbook.pdf next to this script from the three source notes."""
+def build(out_path: Path = HERE / OUTPUT_NAME) -> int:
+    """Build the handbook from the three source notes; returns its page count."""
     text = "\n\n".join((HERE / name).read_text(encoding="utf-8") for name in SOURCE_NOTES)
     pages = markdown_to_pages(text)
-    out_path = HERE / OUTPUT_NAME
     write_pdf(out_path, pages, title="LLM Handbook: Tokenization, Sampling, Quantization")
-    print(f"wrote {out_path} ({len(pages)} pages)")
+    return len(pages)
+
+
+def main() -> None:
+    """Build llm-handbook.pdf next to this script."""
+    out_path = HERE / OUTPUT_NAME
+    print(f"wrote {out_path} ({build(out_path)} pages)")
 
 
 if __name__ == "__main__":

@@ -17,9 +17,9 @@ CORPUS = ROOT / "corpus"
 
 
 def corpus_questions() -> list[tuple[str, str, int | None]]:
-    """(question, expected file name, expected page or None) from corpus/QUESTIONS.md."""
+    """(question, expected file name, expected page or None) from tests/corpus_questions.md."""
     rows = []
-    for line in (CORPUS / "QUESTIONS.md").read_text(encoding="utf-8").splitlines():
+    for line in (Path(__file__).parent / "corpus_questions.md").read_text(encoding="utf-8").splitlines():
         match = re.match(r"(.+?) -- (\S+)(?: p\.(\d+))?\s*$", line)
         if match:
             rows.append((match.group(1), match.group(2), int(match.group(3)) if match.group(3) else None))

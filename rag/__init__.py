@@ -1,0 +1,1 @@
+"""Chat with your documents, offline: ingest, hybrid retrieval, cited answers from a local model."""

@@ -1,0 +1,61 @@
+"""The Gradio app as a user reaches it: a real server on 127.0.0.1, asked through gradio_client."""
+
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+
+import pytest
+
+from tests.conftest import ROOT
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(corpus_index):
+    port = free_port()
+    process = subprocess.Popen([sys.executable, "app.py", "--index", str(corpus_index), "--port", str(port)],
+                               cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                               env={**__import__("os").environ, "RAG_TEMPERATURE": "0"})
+    url = f"http://127.0.0.1:{port}/"
+    deadline = time.time() + 180
+    while time.time() < deadline:
+        if process.poll() is not None:
+            pytest.fail(f"app exited: {process.stdout.read()}")
+        try:
+            urllib.request.urlopen(url, timeout=2)
+            break
+        except OSError:
+            time.sleep(1)
+    else:
+        process.kill()
+        pytest.fail("app did not start within 180 s")
+    yield url
+    process.terminate()
+    process.wait(timeout=30)
+
+
+def test_the_page_is_served_on_loopback(server):
+    html = urllib.request.urlopen(server, timeout=10).read().decode()
+    assert "Chat with your documents" in html
+
+
+def test_a_question_gets_a_streamed_cited_answer_with_sources(server):
+    from gradio_client import Client
+
+    client = Client(server, verbose=False)
+    job = client.submit("How are the LoRA matrices A and B initialised?", [], api_name="/ask")
+    updates = list(job)  # every streamed update
+    question_box, chat, sources = job.result()
+    assert len(updates) > 3  # the answer arrived in pieces, not at once
+    assert question_box == ""
+    assert [m["role"] for m in chat] == ["user", "assistant"]
+    answer = " ".join(part["text"] for part in chat[-1]["content"] if part.get("type") == "text")
+    assert "[1]" in sources and "fine-tuning-and-lora.md" in sources
+    assert answer.strip() and "Cannot answer" not in answer

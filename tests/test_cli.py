@@ -1,0 +1,68 @@
+"""The command-line contract, through real processes as a user runs them."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import CORPUS, ROOT
+
+
+def run(*args: str, env: dict | None = None, timeout: int = 300) -> subprocess.CompletedProcess:
+    full_env = {**os.environ, "HF_HUB_OFFLINE": "1", **(env or {})}
+    return subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout, env=full_env)
+
+
+@pytest.fixture(scope="module")
+def cli_index(tmp_path_factory) -> Path:
+    """An index made by `python ingest.py` from corpus/ plus one broken file."""
+    folder = tmp_path_factory.mktemp("docs")
+    (folder / "corrupt.pdf").write_bytes(b"%PDF-1.4 this is not really a pdf")
+    index = tmp_path_factory.mktemp("cli-index")
+    result = run("ingest.py", str(CORPUS), str(folder), "--index", str(index))
+    assert result.returncode == 0, result.stderr
+    assert "corrupt.pdf" in result.stderr and "damaged" in result.stderr  # named, with the reason
+    assert "failed" in result.stdout and "11 added" in result.stdout
+    assert "%|" in result.stderr  # the progress bar
+    return index
+
+
+def test_ask_json_cites_real_corpus_files(cli_index):
+    result = run("-m", "rag", "ask", "What is the formula for the memory used by the KV cache?", "--json",
+                 "--index", str(cli_index), env={"RAG_TEMPERATURE": "0"})
+    assert result.returncode == 0, result.stderr
+    payload = json.loads(result.stdout.strip().splitlines()[-1])
+    assert set(payload) >= {"answer", "sources"}
+    numbers = {s["n"] for s in payload["sources"]}
+    for source in payload["sources"]:
+        assert set(source) >= {"n", "path", "page", "text", "score"}
+        assert Path(source["path"]).parent == CORPUS and Path(source["path"]).is_file()
+    cited = [int(n) for n in __import__("re").findall(r"\[(\d+)\]", payload["answer"])]
+    assert cited and set(cited) <= numbers
+    assert "kv-cache.md" in [Path(s["path"]).name for s in payload["sources"]]
+
+
+def test_search_json_ranks_passages_without_the_model(cli_index):
+    result = run("-m", "rag", "search", "LoRA rank r and alpha", "-k", "3", "--json", "--index", str(cli_index))
+    assert result.returncode == 0, result.stderr
+    hits = json.loads(result.stdout)["hits"]
+    assert len(hits) == 3
+    assert Path(hits[0]["path"]).name == "fine-tuning-and-lora.md"
+    assert all(set(h) >= {"path", "page", "text", "score"} for h in hits)
+
+
+def test_index_location_comes_from_rag_index(cli_index):
+    result = run("-m", "rag", "search", "temperature", "--json", env={"RAG_INDEX": str(cli_index)})
+    assert result.returncode == 0 and json.loads(result.stdout)["hits"]
+
+
+def test_errors_are_one_sentence_not_a_traceback(tmp_path, cli_index):
+    missing = run("-m", "rag", "search", "anything", "--index", str(tmp_path / "none"))
+    assert missing.returncode == 1
+    assert "No index in" in missing.stderr and "Traceback" not in missing.stderr
+    bad_model = run("-m", "rag", "ask", "anything", "--index", str(cli_index), "--model", str(tmp_path / "x.gguf"))
+    assert bad_model.returncode == 1
+    assert "x.gguf does not exist" in bad_model.stderr and "Traceback" not in bad_model.stderr

@@ -1,0 +1,48 @@
+"""End to end with the real embedder, the real FAISS index and the real bundled GGUF model."""
+
+from pathlib import Path
+
+import pytest
+
+from rag import citations
+from rag.pipeline import Answer, Partial
+
+
+@pytest.fixture(scope="module")
+def template_answer(pipeline) -> tuple[list, Answer]:
+    events = list(pipeline.ask_stream("Which GGUF metadata key stores the chat template?"))
+    return events[:-1], events[-1]
+
+
+def test_the_answer_streams_then_arrives_whole(template_answer):
+    partials, answer = template_answer
+    assert isinstance(answer, Answer) and len(partials) > 3
+    assert all(isinstance(p, Partial) for p in partials)
+    # Each piece extends the text so far; only a final cut of a repetition loop may shorten it.
+    for before, after in zip(partials[:-2], partials[1:-1]):
+        assert after.text.startswith(before.text)
+
+
+def test_the_right_file_is_a_source_and_the_answer_cites_it(template_answer):
+    _, answer = template_answer
+    names = [Path(s.path).name for s in answer.sources]
+    assert "quantization-and-gguf.md" in names
+    cited = citations.parse(answer.text)
+    assert cited, answer.text
+    assert all(1 <= n <= len(answer.sources) for n in cited)
+    assert "quantization-and-gguf.md" in [Path(s.path).name for s in answer.cited]
+
+
+def test_sources_are_numbered_from_one_and_name_real_files(template_answer):
+    _, answer = template_answer
+    assert [s.n for s in answer.sources] == list(range(1, len(answer.sources) + 1))
+    for source in answer.sources:
+        assert Path(source.path).is_file()
+        if not source.path.endswith(".pdf"):  # chunking joins a paragraph's lines, so compare words
+            assert " ".join(source.text.split()) in " ".join(Path(source.path).read_text(encoding="utf-8").split())
+
+
+def test_a_pdf_answer_names_its_page(pipeline):
+    answer = pipeline.ask("With min_p set to 0.05 and a top token at probability 0.60, what is the min-p cut-off?")
+    pdf_pages = [s.page for s in answer.sources if s.path.endswith("llm-handbook.pdf")]
+    assert 4 in pdf_pages, [(s.label) for s in answer.sources]
