@@ -63,7 +63,7 @@ class Settings:
     seed: int = field(default=0, metadata={"env": "RAG_SEED", "help": "sampling seed, for reproducible answers"})
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "index_dir", Path(self.index_dir).expanduser())
+        object.__setattr__(self, "index_dir", Path(self.index_dir).expanduser().absolute())
         checks = {
             "chunk_tokens": self.chunk_tokens >= 16,
             "chunk_overlap": 0 <= self.chunk_overlap < self.chunk_tokens,
