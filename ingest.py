@@ -1,57 +1,114 @@
-"""`python ingest.py PATH... [--index DIR]`: add files and folders to the index, with progress and a summary."""
+"""`python ingest.py PATH... [--index DIR]`: add files and folders to the index; also --list and --remove."""
 
 from __future__ import annotations
 
 import argparse
 import sys
+import time
 from pathlib import Path
 
+from rag.cli import settings_arguments, settings_from
+from rag.errors import RagError
 
-def main(argv: list[str] | None = None) -> int:
-    from rag.cli import settings_arguments, settings_from
-    from rag.errors import RagError
+FORMATS = "PDF, Markdown, plain text, HTML and Word (.docx)"
 
+
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python ingest.py",
-        description="Index PDF, Markdown and text files (folders are searched recursively). "
-                    "Unchanged files are skipped; changed files replace their old chunks.")
-    parser.add_argument("paths", nargs="+", type=Path, metavar="PATH", help="files or folders to index")
+        description=f"Index {FORMATS} files; folders are searched recursively. Unchanged files are skipped, "
+                    "changed files replace their old chunks, and files gone from a folder leave the index.")
+    parser.add_argument("paths", nargs="*", type=Path, metavar="PATH", help="files or folders to index")
+    parser.add_argument("--list", action="store_true", help="show the indexed documents with page and chunk counts")
+    parser.add_argument("--remove", nargs="+", type=Path, metavar="PATH", help="remove these files (or folders) from the index")
     parser.add_argument("--chunk-tokens", type=int, help="largest chunk in embedder tokens (default 200)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     settings_arguments(parser)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
     args = parser.parse_args(argv)
+    if not (args.paths or args.list or args.remove):
+        parser.error("give at least one PATH to index, or --list, or --remove PATH")
     try:
         settings = settings_from(args, chunk_tokens=args.chunk_tokens)
-        report = _run(args.paths, settings, show_progress=not args.quiet)
     except RagError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 1
+        return 2
+    try:
+        if args.remove:
+            return _remove(args.remove, settings)
+        if args.list:
+            return _list(settings)
+        return _ingest(args.paths, settings, show_progress=not args.quiet)
+    except RagError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # the index folder could not be written: disk full, read-only, no permission
+        print(f"error: could not write the index in {settings.index_dir} ({exc.strerror or exc}); "
+              "free some space or choose another --index, then run again. The previous index is unchanged.",
+              file=sys.stderr)
+        return 2
+
+
+def _ingest(paths: list[Path], settings, show_progress: bool) -> int:
+    from tqdm import tqdm
+
+    from rag.embeddings import LazyEmbedder
+    from rag.indexing import Progress, ingest
+
+    bar = tqdm(total=0, unit="file", disable=not show_progress, file=sys.stderr, dynamic_ncols=True)
+    started = time.perf_counter()
+
+    def progress(step: Progress) -> None:
+        elapsed = max(time.perf_counter() - started, 1e-6)
+        bar.total = step.files_total
+        bar.n = step.files_done
+        name = Path(step.current).name if step.current else "writing index"
+        bar.set_postfix_str(f"{step.chunks_done} chunks, {step.chunks_done / elapsed:.1f} chunks/s, {name}", refresh=False)
+        bar.refresh()
+
+    def waiting() -> None:
+        print(f"Another ingest is writing {settings.index_dir}; waiting for it to finish...", file=sys.stderr, flush=True)
+
+    try:
+        report = ingest(paths, settings, LazyEmbedder(settings.embedder_path), progress, on_wait=waiting)
+    finally:
+        bar.close()
     for failure in report.failed:
         print(f"could not index {failure.path}: {failure.reason}", file=sys.stderr)
     print(report.summary())
     print(f"index: {settings.index_dir}")
-    return 0 if report.documents or not report.failed else 1
+    if not report.usable:
+        print(f"error: nothing to index in {', '.join(map(str, paths))}; give files or folders holding {FORMATS} files.",
+              file=sys.stderr)
+        return 1
+    return 0
 
 
-def _run(paths, settings, show_progress: bool):
-    from tqdm import tqdm
+def _list(settings) -> int:
+    from rag import store
 
-    from rag.embeddings import SentenceTransformerEmbedder
-    from rag.indexing import ingest
+    snapshot = store.load(settings.index_dir)
+    for document in snapshot.documents:
+        pages = f"{document.pages} pages, " if document.pages else ""
+        print(f"{document.path}  ({pages}{document.chunks} chunks)")
+    print(f"{len(snapshot.documents)} documents, {len(snapshot.chunks)} chunks in {settings.index_dir}")
+    return 0
 
-    embedder = SentenceTransformerEmbedder(settings.embedder_path)
-    bar = tqdm(total=0, unit="file", disable=not show_progress, file=sys.stderr, dynamic_ncols=True)
 
-    def progress(done: int, total: int, path: str) -> None:
-        bar.total = total
-        bar.n = done
-        bar.set_postfix_str(Path(path).name if path else "writing index", refresh=False)
-        bar.refresh()
+def _remove(paths: list[Path], settings) -> int:
+    from rag.indexing import remove
 
-    try:
-        return ingest(paths, settings, embedder, progress)
-    finally:
-        bar.close()
+    gone, _ = remove(paths, settings)
+    for path in gone:
+        print(f"removed {path}")
+    if not gone:
+        print(f"error: none of {', '.join(map(str, paths))} is in the index; see `python ingest.py --list`.", file=sys.stderr)
+        return 1
+    return 0
 
 
 if __name__ == "__main__":

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable, Iterable
 
@@ -57,12 +57,15 @@ class _Unit:
     starts_paragraph: bool
 
 
-def chunk_sections(sections: Iterable[Section], count_tokens: TokenCounter, max_tokens: int, overlap: int) -> list[Chunk]:
+def chunk_sections(sections: Iterable[Section], count_tokens: TokenCounter, max_tokens: int, overlap: int,
+                   min_tokens: int = 24) -> list[Chunk]:
     """Chunk every section of one document, numbering chunks in document order.
 
     count_tokens must count the way the embedder does (special tokens included), so that no chunk
     is silently truncated when embedded. Neighbouring chunks of a section share up to `overlap`
     tokens of whole sentences (or whole words, when one sentence is longer than the overlap).
+    A chunk under `min_tokens` (a heading's one-line intro, a stray line) joins a neighbour on the
+    same page, so that fragments do not crowd the index.
     """
     if not 0 <= overlap < max_tokens:
         raise ValueError(f"overlap must be between 0 and max_tokens - 1, got {overlap}")
@@ -76,7 +79,48 @@ def chunk_sections(sections: Iterable[Section], count_tokens: TokenCounter, max_
             heading = section.heading
         for text in _pack(_units(section.text, count_tokens, budget), count_tokens, budget, overlap):
             chunks.append(Chunk(section.path, text, len(chunks), section.page, heading))
-    return chunks
+    merged = _merge_fragments(chunks, count_tokens, max_tokens, min_tokens)
+    return [replace(c, ordinal=i) for i, c in enumerate(merged)]
+
+
+def _merge_fragments(chunks: list[Chunk], count_tokens: TokenCounter, max_tokens: int, min_tokens: int) -> list[Chunk]:
+    out: list[Chunk] = []
+    pending: Chunk | None = None  # a fragment waiting to join the next chunk
+    for chunk in chunks:
+        if pending is not None:
+            joined = _joined(pending, chunk)
+            if pending.page == chunk.page and count_tokens(joined.indexed_text) <= max_tokens:
+                chunk = joined
+            else:
+                out.append(pending)
+            pending = None
+        if count_tokens(chunk.text) < min_tokens:
+            if out and out[-1].page == chunk.page:
+                joined = _joined(out[-1], chunk)
+                if count_tokens(joined.indexed_text) <= max_tokens:
+                    out[-1] = joined
+                    continue
+            pending = chunk
+            continue
+        out.append(chunk)
+    if pending is not None:
+        out.append(pending)
+    return out
+
+
+def _joined(first: Chunk, second: Chunk) -> Chunk:
+    """Two neighbours as one chunk under the heading path they share (the deeper one for a parent's intro)."""
+    a, b = first.heading.split(" > "), second.heading.split(" > ")
+    if b[: len(a)] == a:
+        heading = second.heading
+    else:
+        common = []
+        for x, y in zip(a, b):
+            if x != y:
+                break
+            common.append(x)
+        heading = " > ".join(common)
+    return Chunk(first.path, f"{first.text}\n\n{second.text}", first.ordinal, first.page, heading)
 
 
 def _units(text: str, count_tokens: TokenCounter, budget: int) -> list[_Unit]:

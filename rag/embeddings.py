@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import copy
 import os
+import threading
 from pathlib import Path
 from typing import Protocol, Sequence
 
@@ -23,6 +25,46 @@ class Embedder(Protocol):
     def count_tokens(self, text: str) -> int: ...
 
 
+def embedder_name(path: str) -> str:
+    """The name an index records for the embedder in `path` (the bundled one lives in a folder called model)."""
+    folder = Path(path).expanduser()
+    return folder.parent.name if folder.name == "model" else folder.name
+
+
+class LazyEmbedder:
+    """Loads the model on first use, so an ingest with nothing new to embed never pays for torch."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.name = embedder_name(path)
+        self._loaded: SentenceTransformerEmbedder | None = None
+        self._lock = threading.Lock()
+
+    def _model(self) -> "SentenceTransformerEmbedder":
+        with self._lock:
+            if self._loaded is None:
+                self._loaded = SentenceTransformerEmbedder(self.path)
+            return self._loaded
+
+    @property
+    def loaded(self) -> bool:
+        return self._loaded is not None
+
+    @property
+    def dim(self) -> int:
+        return self._model().dim
+
+    @property
+    def max_tokens(self) -> int:
+        return self._model().max_tokens
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        return self._model().embed(texts)
+
+    def count_tokens(self, text: str) -> int:
+        return self._model().count_tokens(text)
+
+
 class SentenceTransformerEmbedder:
     """A sentence-transformers model loaded from a local folder, never from a hub."""
 
@@ -41,8 +83,10 @@ class SentenceTransformerEmbedder:
         transformers_logging.disable_progress_bar()  # the weight-loading bar is noise in a CLI
 
         self._model = SentenceTransformer(str(folder), device="cpu", local_files_only=True)
-        self._tokenizer = self._model.tokenizer
-        self.name = folder.name if folder.name != "model" else folder.parent.name
+        # A copy for counting: the parse thread counts tokens while the model encodes, and one fast
+        # tokenizer used from two threads at once fails with "Already borrowed".
+        self._tokenizer = copy.deepcopy(self._model.tokenizer)
+        self.name = embedder_name(path)
         self.dim = int(self._model.get_embedding_dimension() if hasattr(self._model, "get_embedding_dimension")
                        else self._model.get_sentence_embedding_dimension())
         self.max_tokens = int(self._model.max_seq_length)

@@ -24,7 +24,7 @@ import sqlite3
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Callable, Iterator, Sequence
 
 import numpy as np
 
@@ -69,6 +69,12 @@ class Snapshot:
                 f"Index generation {self.generation} is inconsistent ({self.vectors.ntotal} vectors for "
                 f"{len(self.chunks)} chunks); rebuild it with `python ingest.py --index DIR PATH...` into a new folder."
             )
+
+    def all_vectors(self) -> np.ndarray:
+        """Every stored vector, row i for chunk id i (reused when documents are unchanged)."""
+        if not len(self.chunks):
+            return np.zeros((0, self.dim), dtype=np.float32)
+        return self.vectors.reconstruct_n(0, len(self.chunks)).astype(np.float32)
 
     def vectors_of(self, ids: Sequence[int]) -> np.ndarray:
         """The stored vectors of these chunk ids, in order (reused when a document is unchanged)."""
@@ -154,7 +160,7 @@ def write(index_dir: Path, documents: Sequence[Document], chunks: Sequence[Chunk
 
 
 @contextlib.contextmanager
-def writer_lock(index_dir: Path, wait: bool = True) -> Iterator[None]:
+def writer_lock(index_dir: Path, wait: bool = True, on_wait: Callable[[], None] | None = None) -> Iterator[None]:
     """Hold the index's write lock: a second ingest waits (or, with wait=False, is told why it cannot run)."""
     index_dir.mkdir(parents=True, exist_ok=True)
     with open(index_dir / "LOCK", "a+") as handle:
@@ -163,6 +169,8 @@ def writer_lock(index_dir: Path, wait: bool = True) -> Iterator[None]:
         except BlockingIOError:
             if not wait:
                 raise StoreError(f"Another ingest is writing {index_dir}; wait for it to finish and run this one again.") from None
+            if on_wait:
+                on_wait()
             fcntl.flock(handle, fcntl.LOCK_EX)
         try:
             yield

@@ -59,3 +59,16 @@ def test_real_tokenizer_keeps_every_corpus_chunk_within_the_model_limit(embedder
         for chunk in chunks:
             # all-MiniLM-L6-v2 truncates at 256 tokens; anything past it would be silently dropped.
             assert embedder.count_tokens(chunk.indexed_text) <= 200 <= embedder.max_tokens
+
+
+def test_short_fragments_join_their_neighbours(word_counter):
+    sections = [Section("e.md", "Short intro.", heading="Guide"),
+                Section("e.md", " ".join(["Body words go here."] * 10), heading="Guide > Setup"),
+                Section("e.md", "Tiny end.", heading="Guide > Notes")]
+    chunks = chunk_sections(sections, word_counter, max_tokens=100, overlap=5, min_tokens=8)
+    assert len(chunks) == 1
+    assert chunks[0].text.startswith("Short intro.\n\nBody words") and chunks[0].text.endswith("Tiny end.")
+    assert chunks[0].heading == "Guide"  # the path both sections share
+    # Fragments on different pages stay apart: a citation's page must stay right.
+    paged = [Section("f.pdf", "Page one line.", page=1), Section("f.pdf", "Page two line.", page=2)]
+    assert [c.page for c in chunk_sections(paged, word_counter, 100, 5, min_tokens=8)] == [1, 2]

@@ -66,3 +66,34 @@ def test_errors_are_one_sentence_not_a_traceback(tmp_path, cli_index):
     bad_model = run("-m", "rag", "ask", "anything", "--index", str(cli_index), "--model", str(tmp_path / "x.gguf"))
     assert bad_model.returncode == 1
     assert "x.gguf does not exist" in bad_model.stderr and "Traceback" not in bad_model.stderr
+
+
+def test_list_and_remove(tmp_path):
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    (folder / "page.html").write_text("<html><body><h1>Tea</h1><p>Green tea is steamed, black tea is oxidised.</p></body></html>")
+    from tests.test_loaders import make_docx
+
+    make_docx(folder / "memo.docx", [("Heading1", "Budget"), (None, "The travel budget for the team is 900 euros.")])
+    index = tmp_path / "index"
+    assert run("ingest.py", str(folder), "--index", str(index), "--quiet").returncode == 0
+    listed = run("ingest.py", "--list", "--index", str(index))
+    assert "page.html  (1 chunks)" in listed.stdout and "memo.docx  (1 chunks)" in listed.stdout
+    found = run("-m", "rag", "search", "travel budget", "--json", "--index", str(index))
+    top = json.loads(found.stdout)["hits"][0]
+    assert top["path"].endswith("memo.docx") and top["heading"] == "Budget"
+    removed = run("ingest.py", "--remove", str(folder / "memo.docx"), "--index", str(index))
+    assert removed.returncode == 0 and "removed" in removed.stdout
+    assert "memo.docx" not in run("ingest.py", "--list", "--index", str(index)).stdout
+
+
+def test_exit_codes_say_whether_anything_usable_was_given(tmp_path):
+    index = tmp_path / "index"
+    nothing = run("ingest.py", str(tmp_path / "missing-folder"), "--index", str(index), "--quiet")
+    assert nothing.returncode == 1 and "no such file or folder" in nothing.stderr
+    (tmp_path / "good.md").write_text("# Good\nA fine note about rivers and bridges.\n")
+    (tmp_path / "bad.txt").write_bytes(b"\x00\x01\x02" * 100)
+    mixed = run("ingest.py", str(tmp_path / "good.md"), str(tmp_path / "bad.txt"), "--index", str(index), "--quiet")
+    assert mixed.returncode == 0 and "bad.txt: looks like binary data" in mixed.stderr
+    again = run("ingest.py", str(tmp_path / "good.md"), "--index", str(index), "--quiet")
+    assert again.returncode == 0 and "1 unchanged" in again.stdout

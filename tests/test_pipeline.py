@@ -46,3 +46,17 @@ def test_a_pdf_answer_names_its_page(pipeline):
     answer = pipeline.ask("With min_p set to 0.05 and a top token at probability 0.60, what is the min-p cut-off?")
     pdf_pages = [s.page for s in answer.sources if s.path.endswith("llm-handbook.pdf")]
     assert 4 in pdf_pages, [(s.label) for s in answer.sources]
+
+
+def test_a_finished_ingest_is_seen_without_a_restart(tmp_path, embedder, settings_factory):
+    from rag.indexing import ingest
+    from rag.pipeline import Pipeline
+
+    (tmp_path / "first.md").write_text("# Rivers\nThe Danube flows through ten countries.\n")
+    settings = settings_factory(tmp_path / "index")
+    ingest([tmp_path / "first.md"], settings, embedder)
+    live = Pipeline(settings, embedder=embedder)
+    assert live.search("Danube")[0].chunk.path.endswith("first.md")
+    (tmp_path / "second.md").write_text("# Mountains\nMont Blanc is the highest peak of the Alps.\n")
+    ingest([tmp_path / "second.md"], settings, embedder)
+    assert live.search("highest peak of the Alps")[0].chunk.path.endswith("second.md")

@@ -1,0 +1,92 @@
+"""HTML -> sections split at h1-h6, with visible text only (no scripts, styles or hidden templates)."""
+
+from __future__ import annotations
+
+from html.parser import HTMLParser
+
+_SKIP = {"script", "style", "noscript", "template", "svg", "head", "iframe", "object"}
+_BLOCK = {"p", "div", "li", "ul", "ol", "tr", "table", "section", "article", "main", "header", "footer", "nav",
+          "aside", "blockquote", "pre", "dd", "dt", "dl", "figure", "figcaption", "form", "hr", "br"}
+_HEADINGS = {f"h{i}": i for i in range(1, 7)}
+_VOID = {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source", "track", "wbr"}
+
+
+class _Collector(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.sections: list[tuple[str, str]] = []  # (heading path, text)
+        self.title = ""
+        self._stack: list[tuple[int, str]] = []
+        self._text: list[str] = []
+        self._heading: list[str] | None = None
+        self._heading_level = 0
+        self._skip_depth = 0
+        self._in_title = False
+        self._cells = 0  # cells seen in the current table row
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag == "title":
+            self._in_title = True
+        if self._skip_depth:  # inside a skipped element: only count nesting
+            self._skip_depth += tag not in _VOID
+            return
+        if (tag in _SKIP or any(name == "hidden" for name, _ in attrs)) and tag not in _VOID:
+            self._skip_depth = 1
+            return
+        if tag in _HEADINGS:
+            self._flush()
+            self._heading, self._heading_level = [], _HEADINGS[tag]
+        elif tag in _BLOCK:
+            self._text.append("\n\n" if tag in ("p", "div", "section", "article", "blockquote", "pre", "table") else "\n")
+            self._cells = 0
+        elif tag in ("td", "th"):
+            self._text.append(" | " if self._cells else "")
+            self._cells += 1
+
+    def handle_startendtag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag in ("br", "hr") and not self._skip_depth:
+            self._text.append("\n")
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "title":
+            self._in_title = False
+        if self._skip_depth:
+            self._skip_depth -= tag not in _VOID
+            return
+        if tag in _HEADINGS and self._heading is not None:
+            title = " ".join("".join(self._heading).split())
+            while self._stack and self._stack[-1][0] >= self._heading_level:
+                self._stack.pop()
+            if title:
+                self._stack.append((self._heading_level, title))
+            self._heading = None
+        elif tag in _BLOCK:
+            self._text.append("\n")
+
+    def handle_data(self, data: str) -> None:
+        if self._in_title:
+            self.title += data
+        if self._skip_depth:
+            return
+        (self._heading if self._heading is not None else self._text).append(data)
+
+    def _flush(self) -> None:
+        raw = "".join(self._text)
+        paragraphs = [" ".join(p.split()) for p in raw.split("\n\n")]
+        text = "\n\n".join(p for p in paragraphs if p)
+        if text:
+            self.sections.append((" > ".join(t for _, t in self._stack), text))
+        self._text = []
+
+    def close(self) -> None:
+        super().close()
+        self._flush()
+
+
+def html_sections(text: str) -> list[tuple[str, str]]:
+    """(heading path, body text) in document order; the page title heads text before the first heading."""
+    collector = _Collector()
+    collector.feed(text)
+    collector.close()
+    title = " ".join(collector.title.split())
+    return [(heading or title, body) for heading, body in collector.sections]
