@@ -24,7 +24,6 @@ from rag.embeddings import Embedder
 from rag.errors import LoadError, StoreError
 from rag.journal import Journal
 
-EMBED_BATCH_CHUNKS = 64  # chunks embedded together; fills a 2-core CPU without holding much memory
 PREFETCH_FILES = 4
 
 
@@ -259,7 +258,8 @@ def _run(files: list[Path], settings: Settings, embedder: Embedder, state: _Stat
                 outcome.resumed += 1
         else:
             batch.append(prepared)
-            if sum(len(p.chunks) for p in batch) >= EMBED_BATCH_CHUNKS:
+            # Big batches embed fastest (sentence-transformers sorts a batch by length, so it pads little).
+            if sum(len(p.chunks) for p in batch) >= settings.embed_batch:
                 flush()
         done += 1
         report(prepared.path)

@@ -33,7 +33,7 @@ def journal_files(index: Path) -> int:
 def start_ingest(folder: Path, index: Path) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "ingest.py", str(folder), "--index", str(index), "--quiet"], cwd=ROOT,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            env={**os.environ, "HF_HUB_OFFLINE": "1"})
+                            env={**os.environ, "HF_HUB_OFFLINE": "1", "RAG_EMBED_BATCH": "32"})
 
 
 @pytest.fixture(scope="module")

@@ -130,15 +130,8 @@ def test_an_interrupted_run_resumes_from_the_journal(folder, tmp_path, embedder,
                 raise KeyboardInterrupt  # as if killed while embedding the second batch
             return super().embed(texts)
 
-    import rag.indexing
-
-    original = rag.indexing.EMBED_BATCH_CHUNKS
-    rag.indexing.EMBED_BATCH_CHUNKS = 1  # one file per batch, so the first file is finished before the "kill"
-    try:
-        with pytest.raises(KeyboardInterrupt):
-            ingest([folder], settings, Crashing(embedder))
-    finally:
-        rag.indexing.EMBED_BATCH_CHUNKS = original
+    with pytest.raises(KeyboardInterrupt):  # one file per batch: the first is finished before the "kill"
+        ingest([folder], settings.with_(embed_batch=1), Crashing(embedder))
     assert store.current_generation(settings.index_dir) is None  # nothing half-written was made current
     assert len(Journal(settings.index_dir).keys()) == 1
     counting = CountingEmbedder(embedder)
@@ -159,3 +152,31 @@ def test_an_index_made_by_another_embedder_is_not_mixed(folder, tmp_path, embedd
     other.name = "other-model"
     with pytest.raises(StoreError, match="other-model"):
         ingest([folder], settings, other)
+
+
+def test_two_ingests_at_once_take_turns_and_both_land(tmp_path, embedder, settings_factory):
+    import threading
+
+    settings = settings_factory(tmp_path / "index")
+    (tmp_path / "one.md").write_text("# One\nThe first note is about violins and cellos.\n")
+    (tmp_path / "two.md").write_text("# Two\nThe second note is about trumpets and horns.\n")
+    entered, release = threading.Event(), threading.Event()
+
+    class Slow(CountingEmbedder):
+        def embed(self, texts):
+            entered.set()
+            release.wait(30)  # hold the write lock until the second ingest is waiting for it
+            return super().embed(texts)
+
+    waited = threading.Event()
+    first = threading.Thread(target=ingest, args=([tmp_path / "one.md"], settings, Slow(embedder)))
+    first.start()
+    assert entered.wait(30)
+    second = threading.Thread(target=ingest, args=([tmp_path / "two.md"], settings, embedder),
+                              kwargs={"on_wait": waited.set})
+    second.start()
+    assert waited.wait(30)  # the second was told to wait, and did not write beside the first
+    release.set()
+    first.join(60)
+    second.join(60)
+    assert names(d.path for d in store.load(settings.index_dir).documents) == ["one.md", "two.md"]
