@@ -6,6 +6,7 @@ import argparse
 import os
 import sys
 import threading
+from pathlib import Path
 from typing import Any, Iterator
 
 from rag.cli import settings_arguments, settings_from
@@ -39,7 +40,17 @@ def sources_markdown(answer: Answer) -> str:
     return "\n".join(lines)
 
 
-def respond(pipeline: Pipeline, question: str, history: list[dict]) -> Iterator[tuple[str, list[dict], str]]:
+def document_choices(pipeline: Pipeline) -> list[tuple[str, str]]:
+    """(file name, path) of every indexed document, for the "search only in" control."""
+    try:
+        documents = pipeline.retriever.snapshot.documents
+    except RagError:
+        return []
+    return [(Path(d.path).name, d.path) for d in documents]
+
+
+def respond(pipeline: Pipeline, question: str, history: list[dict],
+            within: list[str] | None = None) -> Iterator[tuple[str, list[dict], str]]:
     """One turn: the question goes into the chat at once, the answer streams in, the sources follow."""
     question = (question or "").strip()
     if not question:
@@ -49,7 +60,7 @@ def respond(pipeline: Pipeline, question: str, history: list[dict]) -> Iterator[
     chat = [*history, {"role": "user", "content": question}, {"role": "assistant", "content": "…"}]
     yield "", chat, "*Searching your documents…*"
     try:
-        for event in pipeline.ask_stream(question, previous):
+        for event in pipeline.ask_stream(question, previous, within=within or None):
             chat[-1] = {"role": "assistant", "content": event.text or "…"}
             yield "", chat, sources_markdown(event) if isinstance(event, Answer) else "*Writing the answer…*"
     except RagError as exc:
@@ -71,14 +82,18 @@ def build_app(pipeline: Pipeline):
                     ask = gr.Button("Ask", variant="primary", elem_id="ask")
                     new_chat = gr.Button("New chat", elem_id="new-chat")
             with gr.Column(scale=2):
+                # Choices are refreshed on every page load; a path indexed since then is still accepted.
+                within = gr.Dropdown(choices=document_choices(pipeline), multiselect=True, allow_custom_value=True,
+                                     label="Search only in (empty: all documents)", elem_id="within")
                 gr.Markdown("### Sources")
                 sources = gr.Markdown(NO_SOURCES, elem_id="sources")
 
-        def turn(message: str, history: list[dict]):
-            yield from respond(pipeline, message, history)
+        def turn(message: str, history: list[dict], only: list[str] | None):
+            yield from respond(pipeline, message, history, only)
 
-        ask.click(turn, [question, chatbot], [question, chatbot, sources], api_name="ask")
-        question.submit(turn, [question, chatbot], [question, chatbot, sources], api_visibility="private")
+        ask.click(turn, [question, chatbot, within], [question, chatbot, sources], api_name="ask")
+        question.submit(turn, [question, chatbot, within], [question, chatbot, sources], api_visibility="private")
+        demo.load(lambda: gr.Dropdown(choices=document_choices(pipeline)), None, within, api_visibility="private")
         new_chat.click(lambda: ("", [], NO_SOURCES), None, [question, chatbot, sources], api_visibility="private")
     return demo
 

@@ -32,11 +32,13 @@ def build_parser() -> argparse.ArgumentParser:
     ask.add_argument("--temperature", type=float, help="sampling temperature (default 0.1)")
     ask.add_argument("--max-tokens", type=int, help="longest answer in tokens (default 384)")
     ask.add_argument("--json", action="store_true", help="print one JSON object instead of text")
+    ask.add_argument("--in", dest="within", action="append", metavar="PATH", help="only use this file or folder (repeatable)")
     settings_arguments(ask)
     search = commands.add_parser("search", help="show the ranked passages, without the language model")
     search.add_argument("query")
     search.add_argument("-k", "--top-k", type=int, help="passages to show (default 5)")
     search.add_argument("--json", action="store_true", help="print one JSON object instead of text")
+    search.add_argument("--in", dest="within", action="append", metavar="PATH", help="only search this file or folder (repeatable)")
     settings_arguments(search)
     return parser
 
@@ -59,7 +61,7 @@ def _ask(args: argparse.Namespace) -> int:
     pipeline = Pipeline(settings)
     answer = None
     streamed = ""
-    for event in pipeline.ask_stream(args.question):
+    for event in pipeline.ask_stream(args.question, within=_within(args)):
         if isinstance(event, Answer):
             answer = event
         elif not args.json:
@@ -68,6 +70,9 @@ def _ask(args: argparse.Namespace) -> int:
     assert answer is not None
     if args.json:
         print(json.dumps(answer.to_json(), ensure_ascii=False))
+        return 0
+    if answer.abstained:
+        print(answer.text)
         return 0
     print()
     if answer.text.strip() != streamed.strip():
@@ -83,7 +88,7 @@ def _search(args: argparse.Namespace) -> int:
     from rag.pipeline import Pipeline
 
     settings = settings_from(args)
-    hits = Pipeline(settings).search(args.query, args.top_k)
+    hits = Pipeline(settings).search(args.query, args.top_k, _within(args))
     if args.json:
         rows = [{"path": h.chunk.path, "page": h.chunk.page, "heading": h.chunk.heading, "text": h.chunk.text,
                  "score": round(h.score, 6)} for h in hits]
@@ -94,6 +99,10 @@ def _search(args: argparse.Namespace) -> int:
     for rank, hit in enumerate(hits, start=1):
         print(f"{rank}. {hit.chunk.label}  (score {hit.score:.4f})\n   {_snippet(hit.chunk.text)}")
     return 0
+
+
+def _within(args: argparse.Namespace) -> list[str] | None:
+    return [str(Path(p).expanduser().absolute()) for p in args.within] if args.within else None
 
 
 def _snippet(text: str, width: int = 160) -> str:

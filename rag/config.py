@@ -54,7 +54,14 @@ class Settings:
     chunk_overlap: int = field(default=40, metadata={"env": "RAG_CHUNK_OVERLAP", "help": "tokens repeated between neighbouring chunks"})
     top_k: int = field(default=5, metadata={"env": "RAG_TOP_K", "help": "sources given to the model"})
     candidates: int = field(default=50, metadata={"env": "RAG_CANDIDATES", "help": "hits taken from each retriever before fusion"})
+    retrieval: str = field(default="hybrid", metadata={"env": "RAG_RETRIEVAL", "help": "hybrid, dense or bm25"})
+    fusion: str = field(default="weighted", metadata={"env": "RAG_FUSION", "help": "rrf (reciprocal rank) or weighted (min-max scores)"})
     rrf_k: int = field(default=60, metadata={"env": "RAG_RRF_K", "help": "reciprocal rank fusion constant"})
+    dense_weight: float = field(default=0.5, metadata={"env": "RAG_DENSE_WEIGHT", "help": "weight of the dense score in weighted fusion"})
+    bm25_k1: float = field(default=1.2, metadata={"env": "RAG_BM25_K1", "help": "BM25 term-frequency saturation"})
+    bm25_b: float = field(default=0.75, metadata={"env": "RAG_BM25_B", "help": "BM25 length normalisation"})
+    rerank: bool = field(default=True, metadata={"env": "RAG_RERANK", "help": "rerank the fused candidates"})
+    abstain_below: float = field(default=0.25, metadata={"env": "RAG_ABSTAIN_BELOW", "help": "answer 'not covered' when no passage has a cosine this high"})
     n_ctx: int = field(default=4096, metadata={"env": "RAG_N_CTX", "help": "model context window, in tokens"})
     n_threads: int = field(default=0, metadata={"env": "RAG_THREADS", "help": "CPU threads for the model; 0 means all cores"})
     n_gpu_layers: int = field(default=0, metadata={"env": "RAG_GPU_LAYERS", "help": "layers offloaded to a GPU; -1 means all"})
@@ -72,7 +79,13 @@ class Settings:
             "chunk_overlap": 0 <= self.chunk_overlap < self.chunk_tokens,
             "top_k": self.top_k > 0,
             "candidates": self.candidates >= self.top_k,
+            "retrieval": self.retrieval in ("hybrid", "dense", "bm25"),
+            "fusion": self.fusion in ("rrf", "weighted"),
             "rrf_k": self.rrf_k >= 0,
+            "dense_weight": 0.0 <= self.dense_weight <= 1.0,
+            "bm25_k1": self.bm25_k1 >= 0,
+            "bm25_b": 0.0 <= self.bm25_b <= 1.0,
+            "abstain_below": -1.0 <= self.abstain_below <= 1.0,
             "n_ctx": self.n_ctx >= 512,
             "n_threads": self.n_threads >= 0,
             "n_gpu_layers": self.n_gpu_layers >= -1,
@@ -117,7 +130,13 @@ _RULES = {
     "chunk_overlap": "use a number from 0 up to chunk_tokens - 1",
     "top_k": "use a number above 0",
     "candidates": "use at least top_k",
+    "retrieval": "use hybrid, dense or bm25",
+    "fusion": "use rrf or weighted",
     "rrf_k": "use 0 or more (60 is the usual value)",
+    "dense_weight": "use a value from 0 to 1",
+    "bm25_k1": "use 0 or more (1.2 is the usual value)",
+    "bm25_b": "use a value from 0 to 1 (0.75 is the usual value)",
+    "abstain_below": "use a cosine from -1 to 1 (-1 never abstains)",
     "n_ctx": "use at least 512",
     "n_threads": "use 0 (all cores) or more",
     "n_gpu_layers": "use -1 (all), 0 (none) or a layer count",
@@ -136,8 +155,15 @@ def _convert(name: str, type_name: Any, raw: str, env: str) -> Any:
             return int(raw)
         if kind == "float":
             return float(raw)
+        if kind == "bool":
+            if raw.lower() in ("1", "true", "yes", "on"):
+                return True
+            if raw.lower() in ("0", "false", "no", "off"):
+                return False
+            raise ValueError(raw)
     except ValueError:
-        raise ConfigError(f"Environment variable {env}={raw!r} is not a number; set it to a number or unset it.") from None
+        expected = "on or off" if kind == "bool" else "a number"
+        raise ConfigError(f"Environment variable {env}={raw!r} is not {expected}; set it to {expected} or unset it.") from None
     if kind == "Path":
         return Path(raw)
     return raw

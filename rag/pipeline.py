@@ -12,7 +12,7 @@ from rag.config import Settings
 from rag.errors import RagError
 from rag.embeddings import Embedder, SentenceTransformerEmbedder
 from rag.generate import Generator, LlamaGenerator, Message, build_messages, repetition_start, source_block
-from rag.retrieve import CrossEncoderReranker, Hit, Retriever
+from rag.retrieve import CrossEncoderReranker, Hit, Retriever, choose_reranker
 
 
 @dataclass(frozen=True)
@@ -42,11 +42,15 @@ class Partial:
     text: str
 
 
+NOT_COVERED = "Your documents do not cover this question, so I cannot answer it from them."
+
+
 @dataclass(frozen=True)
 class Answer:
     question: str
     text: str
     sources: tuple[Source, ...]
+    abstained: bool = False  # retrieval found nothing relevant enough; the model was not asked
 
     def __post_init__(self) -> None:
         unknown = [n for n in citations.parse(self.text) if not 1 <= n <= len(self.sources)]
@@ -59,7 +63,7 @@ class Answer:
         return [s for s in self.sources if s.n in numbers]
 
     def to_json(self) -> dict:
-        return {"answer": self.text, "sources": [asdict(s) for s in self.sources]}
+        return {"answer": self.text, "sources": [asdict(s) for s in self.sources], "abstained": self.abstained}
 
 
 class Pipeline:
@@ -69,7 +73,7 @@ class Pipeline:
         self.settings = settings
         self.embedder = embedder or SentenceTransformerEmbedder(settings.embedder_path)
         self._generator = generator
-        self._reranker = CrossEncoderReranker(settings.reranker) if settings.reranker else None
+        self._cross_encoder = CrossEncoderReranker(settings.reranker) if settings.reranker else None
         self._retriever: Retriever | None = None
         self._lock = threading.Lock()  # one llama.cpp context serves one answer at a time
 
@@ -85,7 +89,8 @@ class Pipeline:
         generation = store.current_generation(self.settings.index_dir)
         if self._retriever is None or self._retriever.snapshot.generation != generation:
             snapshot = store.load(self.settings.index_dir)
-            self._retriever = Retriever(snapshot, self.embedder, self.settings, self._reranker)
+            self._retriever = Retriever(snapshot, self.embedder, self.settings,
+                                        choose_reranker(snapshot, self.settings, self._cross_encoder))
         return self._retriever
 
     def warm_up(self) -> None:
@@ -97,15 +102,24 @@ class Pipeline:
         except RagError:
             pass
 
-    def search(self, query: str, k: int | None = None) -> list[Hit]:
-        return self.retriever.search(query, k)
+    def search(self, query: str, k: int | None = None, within: Sequence[str] | None = None) -> list[Hit]:
+        """The best passages for `query`; `within` keeps only these files or folders."""
+        return self.retriever.search(query, k, within)
 
-    def ask_stream(self, question: str, history: Sequence[Message] = ()) -> Iterator[Partial | Answer]:
+    def covers(self, hits: Sequence[Hit]) -> bool:
+        """Whether any passage is close enough to the question to answer from (threshold: bench/abstention.py)."""
+        return bool(hits) and max(h.dense for h in hits) >= self.settings.abstain_below
+
+    def ask_stream(self, question: str, history: Sequence[Message] = (),
+                   within: Sequence[str] | None = None) -> Iterator[Partial | Answer]:
         """Yield the growing answer as Partial, then the final Answer with cleaned citations."""
         question = question.strip()
         if not question:
             raise ValueError("the question is empty")
-        hits = self.search(question)
+        hits = self.search(question, within=within)
+        if not self.covers(hits):
+            yield Answer(question, NOT_COVERED, (), abstained=True)
+            return
         blocks = [source_block(i, h.chunk.label, h.chunk.text) for i, h in enumerate(hits, start=1)]
         with self._lock:
             generator = self.generator
@@ -129,9 +143,9 @@ class Pipeline:
             text = citations.attach(text, [s.text for s in sources])
         yield Answer(question, text, sources)
 
-    def ask(self, question: str, history: Sequence[Message] = ()) -> Answer:
+    def ask(self, question: str, history: Sequence[Message] = (), within: Sequence[str] | None = None) -> Answer:
         final = None
-        for event in self.ask_stream(question, history):
+        for event in self.ask_stream(question, history, within):
             final = event
         assert isinstance(final, Answer)
         return final

@@ -1,49 +1,43 @@
-"""Query -> candidates from FAISS (dense) and BM25 (keywords), fused by reciprocal rank, then reranked."""
+"""Query -> candidates from FAISS (dense) and BM25 (keywords), fused, then reranked; with path filters."""
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, replace
 from typing import Protocol, Sequence
 
 import numpy as np
 
+from rag.bm25 import BM25, analyze
 from rag.chunking import Chunk
 from rag.config import Settings
 from rag.embeddings import Embedder
 from rag.store import Snapshot
 
-# A short English stopword list: words that carry no topic and would otherwise dominate BM25 matches.
-STOPWORDS = frozenset("""
-a about above after again against all am an and any are as at be because been before being below between
-both but by can could did do does doing down during each few for from further had has have having he her
-here hers herself him himself his how i if in into is it its itself just me more most my myself no nor not
-now of off on once only or other our ours ourselves out over own same she should so some such than that the
-their theirs them themselves then there these they this those through to too under until up very was we
-were what when where which while who whom why will with would you your yours yourself yourselves
-""".split())
-_WORD = re.compile(r"\w+", re.UNICODE)
 
+@dataclass(frozen=True)
+class Query:
+    """A question as every stage needs it: its text, its unit vector and its analysed terms."""
 
-def analyze(text: str) -> list[str]:
-    """The BM25 analyzer, used identically at index and query time: lower-case Unicode words, no stopwords."""
-    return [t for t in _WORD.findall(text.lower()) if t not in STOPWORDS]
+    text: str
+    vector: np.ndarray
+    terms: tuple[str, ...]
 
 
 @dataclass(frozen=True)
 class Hit:
-    """A retrieved chunk with its chunk id and the score of the last stage that ranked it."""
+    """A retrieved chunk with the score of the last stage that ranked it, and its raw stage scores."""
 
     chunk: Chunk
     chunk_id: int
     score: float
-    dense: float = 0.0  # cosine similarity with the query, kept for later stages
+    dense: float = 0.0  # cosine similarity with the query
+    keyword: float = 0.0  # BM25 score
 
 
 class Reranker(Protocol):
     """Reorders fused candidates; returns them best first with new scores."""
 
-    def rerank(self, query: str, hits: Sequence[Hit]) -> list[Hit]: ...
+    def rerank(self, query: Query, hits: Sequence[Hit]) -> list[Hit]: ...
 
 
 class CrossEncoderReranker:
@@ -54,62 +48,136 @@ class CrossEncoderReranker:
 
         self._model = CrossEncoder(path, device="cpu", local_files_only=True)
 
-    def rerank(self, query: str, hits: Sequence[Hit]) -> list[Hit]:
+    def rerank(self, query: Query, hits: Sequence[Hit]) -> list[Hit]:
         if not hits:
             return []
-        scores = self._model.predict([(query, h.chunk.indexed_text) for h in hits], show_progress_bar=False)
+        scores = self._model.predict([(query.text, h.chunk.indexed_text) for h in hits], show_progress_bar=False)
         rescored = [replace(h, score=float(s)) for h, s in zip(hits, np.asarray(scores).reshape(-1))]
-        return sorted(rescored, key=lambda h: -h.score)
+        return sorted(rescored, key=lambda h: (-h.score, h.chunk_id))
+
+
+class FeedbackReranker:
+    """Dense pseudo-relevance feedback, needing no extra model.
+
+    Rocchio's method (1971) applied to embeddings: the query vector moves towards the mean vector
+    of the `depth` best fused candidates, q' = q + weight * mean(top), and the candidates are fused
+    again with their cosine to q' in place of their cosine to q. Passages phrased unlike the question
+    but like its best answers rise.
+    """
+
+    def __init__(self, snapshot: Snapshot, settings: Settings, depth: int = 1, weight: float = 0.3) -> None:
+        self.snapshot, self.settings, self.depth, self.weight = snapshot, settings, depth, weight
+
+    def rerank(self, query: Query, hits: Sequence[Hit]) -> list[Hit]:
+        if len(hits) <= 1:
+            return list(hits)
+        ids = [h.chunk_id for h in hits]
+        vectors = self.snapshot.vectors_of(ids)
+        moved = query.vector + self.weight * vectors[: self.depth].mean(axis=0)
+        moved /= np.linalg.norm(moved) or 1.0
+        return fuse(hits, self.settings, dense=vectors @ moved)
+
+
+def choose_reranker(snapshot: Snapshot, settings: Settings, cross_encoder: Reranker | None = None) -> Reranker | None:
+    """The configured cross-encoder, else the offline default; None when reranking is off."""
+    if not settings.rerank:
+        return None
+    return cross_encoder or FeedbackReranker(snapshot, settings)
 
 
 def reciprocal_rank_fusion(rankings: Sequence[Sequence[int]], k: int) -> dict[int, float]:
     """RRF (Cormack, Clarke and Buettcher, SIGIR 2009): score(d) = sum over rankings of 1 / (k + rank(d)), rank from 1."""
     fused: dict[int, float] = {}
     for ranking in rankings:
-        for rank, chunk_id in enumerate(ranking, start=1):
-            fused[chunk_id] = fused.get(chunk_id, 0.0) + 1.0 / (k + rank)
+        for rank, item in enumerate(ranking, start=1):
+            fused[item] = fused.get(item, 0.0) + 1.0 / (k + rank)
     return fused
+
+
+def fuse(hits: Sequence[Hit], settings: Settings, dense: np.ndarray | None = None) -> list[Hit]:
+    """Order candidates by the configured fusion of their dense and keyword scores.
+
+    `dense` replaces the hits' own cosines in the fusion (the hits keep theirs, for abstention).
+
+    "rrf": reciprocal rank fusion of the two rankings with constant settings.rrf_k.
+    "weighted": w * minmax(dense) + (1 - w) * minmax(keyword) over the candidates, w = settings.dense_weight
+    (the convex combination studied by Bruch, Gai and Ingber, "An Analysis of Fusion Functions for
+    Hybrid Retrieval", 2023).
+    """
+    if not hits:
+        return []
+    cosine = np.array([h.dense for h in hits]) if dense is None else np.asarray(dense)
+    if settings.retrieval == "dense":
+        scores = cosine.tolist()
+    elif settings.retrieval == "bm25":
+        scores = [h.keyword for h in hits]
+    elif settings.fusion == "rrf":
+        by_dense = sorted(range(len(hits)), key=lambda i: (-cosine[i], hits[i].chunk_id))
+        by_keyword = sorted((i for i in range(len(hits)) if hits[i].keyword > 0), key=lambda i: (-hits[i].keyword, hits[i].chunk_id))
+        fused = reciprocal_rank_fusion([by_dense, by_keyword], settings.rrf_k)
+        scores = [fused.get(i, 0.0) for i in range(len(hits))]
+    else:
+        keyword = _minmax(np.array([h.keyword for h in hits]))
+        scores = (settings.dense_weight * _minmax(cosine) + (1 - settings.dense_weight) * keyword).tolist()
+    rescored = [replace(h, score=float(s)) for h, s in zip(hits, scores)]
+    return sorted(rescored, key=lambda h: (-h.score, h.chunk_id))
+
+
+def _minmax(values: np.ndarray) -> np.ndarray:
+    low, high = float(values.min()), float(values.max())
+    return (values - low) / (high - low) if high > low else np.zeros_like(values)
 
 
 class Retriever:
     """Hybrid search over one snapshot; build a new Retriever when the snapshot changes."""
 
     def __init__(self, snapshot: Snapshot, embedder: Embedder, settings: Settings, reranker: Reranker | None = None) -> None:
-        from rank_bm25 import BM25Okapi
-
         self.snapshot = snapshot
         self.embedder = embedder
         self.settings = settings
         self.reranker = reranker
-        corpus = [analyze(c.indexed_text) for c in snapshot.chunks]
-        # BM25Okapi with rank-bm25's defaults k1=1.5, b=0.75 (Robertson and Zaragoza, 2009).
-        self._bm25 = BM25Okapi(corpus) if corpus and any(corpus) else None
+        self._bm25 = BM25([analyze(c.indexed_text) for c in snapshot.chunks], settings.bm25_k1, settings.bm25_b)
+        self._paths = np.array([c.path for c in snapshot.chunks], dtype=object)
+        self._masks: dict[tuple[str, ...], np.ndarray] = {}
 
-    def search(self, query: str, k: int | None = None) -> list[Hit]:
-        """The k best chunks for `query`, best first."""
+    def query(self, text: str) -> Query:
+        return Query(text, self.embedder.embed([text])[0], tuple(analyze(text)))
+
+    def search(self, text: str, k: int | None = None, within: Sequence[str] | None = None) -> list[Hit]:
+        """The k best chunks for `text`, best first; `within` keeps only these files or folders."""
         k = k or self.settings.top_k
-        if not self.snapshot.chunks or not query.strip():
+        if not self.snapshot.chunks or not text.strip():
             return []
-        n = min(self.settings.candidates, len(self.snapshot.chunks))
-        query_vector = self.embedder.embed([query])
-        similarities, ids = self.snapshot.vectors.search(query_vector, n)
-        dense_ranking = [int(i) for i in ids[0] if i >= 0]
-        cosine = {int(i): float(s) for i, s in zip(ids[0], similarities[0]) if i >= 0}
-        keyword_ranking = self._keyword_ranking(query, n)
-        fused = reciprocal_rank_fusion([dense_ranking, keyword_ranking], self.settings.rrf_k)
-        missing = [i for i in fused if i not in cosine]
-        if missing:  # keyword-only candidates still get their cosine, for thresholds and display
-            cosine.update(zip(missing, (self.snapshot.vectors_of(missing) @ query_vector[0]).tolist()))
-        hits = [Hit(self.snapshot.chunks[i], i, score, cosine[i]) for i, score in fused.items()]
-        hits.sort(key=lambda h: (-h.score, h.chunk_id))
+        allowed = self._mask(within) if within else None
+        if allowed is not None and not allowed.any():
+            return []
+        query = self.query(text)
+        n = min(max(self.settings.candidates, k), len(self.snapshot.chunks))
+        ids = self._dense_ids(query.vector, n, allowed) if self.settings.retrieval != "bm25" else []
+        if self.settings.retrieval != "dense":
+            ids += [i for i, _ in self._bm25.top(query.terms, n, allowed)]
+        ids = list(dict.fromkeys(ids))
+        cosine = self.snapshot.vectors_of(ids) @ query.vector
+        keyword = self._bm25.scores(query.terms)[ids] if query.terms else np.zeros(len(ids))
+        hits = [Hit(self.snapshot.chunks[i], i, 0.0, float(c), float(b)) for i, c, b in zip(ids, cosine, keyword)]
+        hits = fuse(hits, self.settings)
         if self.reranker is not None:
             hits = self.reranker.rerank(query, hits)
         return hits[:k]
 
-    def _keyword_ranking(self, query: str, n: int) -> list[int]:
-        terms = analyze(query)
-        if self._bm25 is None or not terms:
-            return []
-        scores = self._bm25.get_scores(terms)
-        top = np.argsort(-scores, kind="stable")[:n]
-        return [int(i) for i in top if scores[i] > 0]
+    def _dense_ids(self, vector: np.ndarray, n: int, allowed: np.ndarray | None) -> list[int]:
+        import faiss
+
+        params = None
+        if allowed is not None:
+            params = faiss.SearchParameters(sel=faiss.IDSelectorBatch(np.flatnonzero(allowed).astype(np.int64)))
+        _, ids = self.snapshot.vectors.search(vector.reshape(1, -1), n, params=params)
+        return [int(i) for i in ids[0] if i >= 0]
+
+    def _mask(self, within: Sequence[str]) -> np.ndarray:
+        """Chunks whose file is one of `within` or lies under one of them (cached per filter)."""
+        key = tuple(sorted(str(p).rstrip("/") for p in within))
+        if key not in self._masks:
+            folders = tuple(p + "/" for p in key)
+            self._masks[key] = np.array([p in key or p.startswith(folders) for p in self._paths], dtype=bool)
+        return self._masks[key]

@@ -50,7 +50,7 @@ def test_a_question_gets_a_streamed_cited_answer_with_sources(server):
     from gradio_client import Client
 
     client = Client(server, verbose=False)
-    job = client.submit("How are the LoRA matrices A and B initialised?", [], api_name="/ask")
+    job = client.submit("How are the LoRA matrices A and B initialised?", [], [], api_name="/ask")
     updates = list(job)  # every streamed update
     question_box, chat, sources = job.result()
     assert len(updates) > 3  # the answer arrived in pieces, not at once
@@ -59,3 +59,15 @@ def test_a_question_gets_a_streamed_cited_answer_with_sources(server):
     answer = " ".join(part["text"] for part in chat[-1]["content"] if part.get("type") == "text")
     assert "[1]" in sources and "fine-tuning-and-lora.md" in sources
     assert answer.strip() and "Cannot answer" not in answer
+
+
+def test_search_only_in_one_document(server, corpus_index):
+    from gradio_client import Client
+
+    from tests.conftest import CORPUS
+
+    client = Client(server, verbose=False)
+    only = str(CORPUS / "rlhf.md")
+    _, _, sources = client.predict("What does the reward model learn from?", [], [only], api_name="/ask")
+    assert "rlhf.md" in sources
+    assert all(name not in sources for name in ("kv-cache.md", "sampling.md", "tokenization.md"))

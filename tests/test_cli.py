@@ -54,6 +54,19 @@ def test_search_json_ranks_passages_without_the_model(cli_index):
     assert all(set(h) >= {"path", "page", "text", "score"} for h in hits)
 
 
+def test_search_in_restricts_to_a_folder_or_file(cli_index):
+    only = CORPUS / "sampling.md"
+    result = run("-m", "rag", "search", "memory formula of the KV cache", "--json", "--in", str(only), "--index", str(cli_index))
+    hits = json.loads(result.stdout)["hits"]
+    assert hits and {h["path"] for h in hits} == {str(only)}
+
+
+def test_ask_abstains_on_a_question_the_documents_do_not_cover(cli_index):
+    result = run("-m", "rag", "ask", "What is the capital of Peru?", "--json", "--index", str(cli_index))
+    payload = json.loads(result.stdout)
+    assert payload["abstained"] is True and payload["sources"] == [] and "do not cover" in payload["answer"]
+
+
 def test_index_location_comes_from_rag_index(cli_index):
     result = run("-m", "rag", "search", "temperature", "--json", env={"RAG_INDEX": str(cli_index)})
     assert result.returncode == 0 and json.loads(result.stdout)["hits"]
@@ -63,7 +76,8 @@ def test_errors_are_one_sentence_not_a_traceback(tmp_path, cli_index):
     missing = run("-m", "rag", "search", "anything", "--index", str(tmp_path / "none"))
     assert missing.returncode == 1
     assert "No index in" in missing.stderr and "Traceback" not in missing.stderr
-    bad_model = run("-m", "rag", "ask", "anything", "--index", str(cli_index), "--model", str(tmp_path / "x.gguf"))
+    bad_model = run("-m", "rag", "ask", "What does the KV cache store?", "--index", str(cli_index),
+                    "--model", str(tmp_path / "x.gguf"))
     assert bad_model.returncode == 1
     assert "x.gguf does not exist" in bad_model.stderr and "Traceback" not in bad_model.stderr
 

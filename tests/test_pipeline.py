@@ -30,7 +30,9 @@ def test_the_right_file_is_a_source_and_the_answer_cites_it(template_answer):
     cited = citations.parse(answer.text)
     assert cited, answer.text
     assert all(1 <= n <= len(answer.sources) for n in cited)
-    assert "quantization-and-gguf.md" in [Path(s.path).name for s in answer.cited]
+    # The note and the PDF made from it both hold the answer; a cited passage must be one of them and say it.
+    assert any(Path(s.path).name in ("quantization-and-gguf.md", "llm-handbook.pdf") and "chat_template" in s.text
+               for s in answer.cited), answer.text
 
 
 def test_sources_are_numbered_from_one_and_name_real_files(template_answer):
@@ -60,3 +62,42 @@ def test_a_finished_ingest_is_seen_without_a_restart(tmp_path, embedder, setting
     (tmp_path / "second.md").write_text("# Mountains\nMont Blanc is the highest peak of the Alps.\n")
     ingest([tmp_path / "second.md"], settings, embedder)
     assert live.search("highest peak of the Alps")[0].chunk.path.endswith("second.md")
+
+
+def _questions(name):
+    lines = (Path(__file__).parent / name).read_text(encoding="utf-8").splitlines()
+    return [line.split(" -- ")[0] for line in lines if line.strip() and not line.startswith("#")]
+
+
+class NoModel:
+    """Fails the test if the pipeline calls the language model at all."""
+
+    n_ctx = 4096
+
+    def count_tokens(self, text):
+        raise AssertionError("the model was asked to count tokens")
+
+    def stream(self, *args, **kwargs):
+        raise AssertionError("the model was asked to answer")
+
+
+def test_questions_far_outside_the_documents_get_no_answer_and_no_sources(corpus_index, embedder, settings_factory):
+    from rag.pipeline import NOT_COVERED, Pipeline
+
+    pipeline = Pipeline(settings_factory(corpus_index), embedder=embedder, generator=NoModel())
+    for question in _questions("offtopic_questions.md"):
+        answer = pipeline.ask(question)
+        assert answer.abstained and answer.text == NOT_COVERED and answer.sources == (), question
+
+
+def test_questions_the_documents_answer_are_not_turned_away(pipeline):
+    for question in _questions("corpus_questions.md"):
+        assert pipeline.covers(pipeline.search(question)), question
+
+
+def test_ask_within_a_file_uses_only_that_file(pipeline):
+    from tests.conftest import CORPUS
+
+    only = str(CORPUS / "rlhf.md")
+    answer = pipeline.ask("What keeps the PPO policy close to the reference model during RLHF?", within=[only])
+    assert answer.sources and all(s.path == only for s in answer.sources)
