@@ -13,7 +13,7 @@ def _retriever(rerank: str | None = None, **changes) -> Callable:
         settings = base.with_(candidates=300, rerank=False, **changes)
         reranker = None
         if rerank == "default":
-            reranker = choose_reranker(snapshot, settings.with_(rerank=True))
+            reranker = choose_reranker(snapshot, base)
         elif rerank and rerank.startswith("feedback"):
             depth, weight = rerank.split(":")[1:]
             reranker = FeedbackReranker(snapshot, settings, int(depth), float(weight))
@@ -31,8 +31,9 @@ CONFIGS: dict[str, Callable] = {
     "hybrid weighted w=0.5": _retriever(fusion="weighted", dense_weight=0.5),
     "hybrid weighted w=0.7": _retriever(fusion="weighted", dense_weight=0.7),
     "hybrid rrf + feedback 1/0.3": _retriever(fusion="rrf", rerank="feedback:1:0.3"),
+    "hybrid w=0.5 + feedback 1/0.3": _retriever(rerank="feedback:1:0.3"),
     "hybrid w=0.5 + feedback 3/0.5": _retriever(rerank="feedback:3:0.5"),
     "hybrid w=0.5 + feedback 5/0.5": _retriever(rerank="feedback:5:0.5"),
-    "default (hybrid + rerank)": _retriever(rerank="default"),
+    "default (Settings())": _retriever(rerank="default"),
 }
-DEFAULT = "default (hybrid + rerank)"
+DEFAULT = "default (Settings())"

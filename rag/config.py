@@ -60,7 +60,7 @@ class Settings:
     dense_weight: float = field(default=0.5, metadata={"env": "RAG_DENSE_WEIGHT", "help": "weight of the dense score in weighted fusion"})
     bm25_k1: float = field(default=1.2, metadata={"env": "RAG_BM25_K1", "help": "BM25 term-frequency saturation"})
     bm25_b: float = field(default=0.75, metadata={"env": "RAG_BM25_B", "help": "BM25 length normalisation"})
-    rerank: bool = field(default=True, metadata={"env": "RAG_RERANK", "help": "rerank the fused candidates"})
+    rerank: bool = field(default=False, metadata={"env": "RAG_RERANK", "help": "apply the model-free feedback reranker when no cross-encoder is set (off: it did not beat plain hybrid on SciFact)"})
     abstain_below: float = field(default=0.25, metadata={"env": "RAG_ABSTAIN_BELOW", "help": "answer 'not covered' when no passage has a cosine this high"})
     n_ctx: int = field(default=4096, metadata={"env": "RAG_N_CTX", "help": "model context window, in tokens"})
     n_threads: int = field(default=0, metadata={"env": "RAG_THREADS", "help": "CPU threads for the model; 0 means all cores"})

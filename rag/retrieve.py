@@ -79,10 +79,10 @@ class FeedbackReranker:
 
 
 def choose_reranker(snapshot: Snapshot, settings: Settings, cross_encoder: Reranker | None = None) -> Reranker | None:
-    """The configured cross-encoder, else the offline default; None when reranking is off."""
-    if not settings.rerank:
-        return None
-    return cross_encoder or FeedbackReranker(snapshot, settings)
+    """A configured cross-encoder always; else the feedback reranker when settings.rerank is on; else none."""
+    if cross_encoder is not None:
+        return cross_encoder
+    return FeedbackReranker(snapshot, settings) if settings.rerank else None
 
 
 def reciprocal_rank_fusion(rankings: Sequence[Sequence[int]], k: int) -> dict[int, float]:

@@ -146,3 +146,5 @@ def test_a_configured_cross_encoder_is_used_by_the_pipeline(tiny_cross_encoder, 
     assert isinstance(pipeline.retriever.reranker, CrossEncoderReranker)
     off = Pipeline(settings_factory(corpus_index, rerank=False), embedder=embedder)
     assert off.retriever.reranker is None
+    feedback = Pipeline(settings_factory(corpus_index, rerank=True), embedder=embedder)
+    assert isinstance(feedback.retriever.reranker, FeedbackReranker)
