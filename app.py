@@ -27,15 +27,33 @@ def message_text(content: Any) -> str:
     return ""
 
 
+def answer_markdown(answer: Answer) -> str:
+    """The checked answer: sentences no source supports are struck through in italics, with a warning."""
+    if not answer.sentences:
+        return answer.text
+    parts = [c.text if c.supported else f"*{c.text}* ⚠️" for c in answer.sentences]
+    note = ("\n\n<sub>⚠️ not supported by the sources it cites: check it against the evidence.</sub>"
+            if any(not c.supported for c in answer.sentences) else "")
+    return " ".join(parts) + note
+
+
 def sources_markdown(answer: Answer) -> str:
-    """Numbered like the citations; cited sources first marked, each with its place and passage."""
+    """Evidence sentences first, then the sources numbered like the citations, with the supporting sentence in bold."""
     if not answer.sources:
-        return "*No passage of the index matched this question.*"
+        return "*No passage of your documents answers this question.*"
     cited = {s.n for s in answer.cited}
+    support = {s.n: s.sentence for c in answer.sentences if c.supported for s in c.support}
     lines = []
+    if answer.evidence:
+        lines.append("**Evidence** (found without the model):\n")
+        lines += [f"- {e.sentence} [{e.n}]" for e in answer.evidence]
+        lines.append("")
     for source in answer.sources:
         mark = "cited" if source.n in cited else "not cited"
-        passage = "\n".join(f"> {line}" if line.strip() else ">" for line in source.text.splitlines())
+        text = source.text
+        if source.n in support and support[source.n] in text:
+            text = text.replace(support[source.n], f"**{support[source.n]}**", 1)
+        passage = "\n".join(f"> {line}" if line.strip() else ">" for line in text.splitlines())
         lines.append(f"**[{source.n}] {source.label}** ({mark})  \n`{source.path}`\n\n{passage}\n")
     return "\n".join(lines)
 
@@ -61,7 +79,8 @@ def respond(pipeline: Pipeline, question: str, history: list[dict],
     yield "", chat, "*Searching your documents…*"
     try:
         for event in pipeline.ask_stream(question, previous, within=within or None):
-            chat[-1] = {"role": "assistant", "content": event.text or "…"}
+            shown = answer_markdown(event) if isinstance(event, Answer) else event.text
+            chat[-1] = {"role": "assistant", "content": shown or "…"}
             yield "", chat, sources_markdown(event) if isinstance(event, Answer) else "*Writing the answer…*"
     except RagError as exc:
         chat[-1] = {"role": "assistant", "content": f"**Cannot answer:** {exc}"}

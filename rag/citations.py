@@ -3,13 +3,10 @@
 from __future__ import annotations
 
 import re
-from typing import Sequence
 
-from rag.retrieve import analyze
 
 # [1], [1, 2], [1][2] and the common model variants [Source 1] / [source 1, 2].
 _MARKER = re.compile(r"\[(?:sources?\s*)?(\d+(?:\s*[,;]\s*(?:sources?\s*)?\d+)*)\]", re.IGNORECASE)
-_SENTENCE_GAP = re.compile(r"((?<=[.!?])\s+|\n\s*)")  # captured, so splitting keeps the layout
 
 
 def parse(text: str) -> list[int]:
@@ -19,6 +16,11 @@ def parse(text: str) -> list[int]:
         for number in re.findall(r"\d+", match.group(1)):
             seen[int(number)] = None
     return list(seen)
+
+
+def strip(text: str) -> str:
+    """The text without its citation markers."""
+    return re.sub(r"\s+([.,;:!?])", r"\1", _MARKER.sub("", text)).strip()
 
 
 def clean(text: str, n_sources: int) -> str:
@@ -33,29 +35,8 @@ def clean(text: str, n_sources: int) -> str:
     return re.sub(r"[ \t]+([.,;:!?])", r"\1", re.sub(r"[ \t]{2,}", " ", cleaned)).strip()
 
 
-def attach(text: str, passages: Sequence[str], min_overlap: float = 0.5) -> str:
-    """Cite, for each uncited sentence, the passage that contains most of its words.
-
-    Small models often answer from the sources without writing markers. A sentence gets [n] only
-    when at least `min_overlap` of its content words occur in passage n, so a citation added here
-    still points at text that says what the sentence says.
-    """
-    vocabularies = [set(analyze(p)) for p in passages]
-    out = []
-    for position, sentence in enumerate(_SENTENCE_GAP.split(text.strip())):
-        if position % 2:  # a separator
-            out.append(sentence)
-            continue
-        terms = set(analyze(_MARKER.sub("", sentence)))
-        if _MARKER.search(sentence) or len(terms) < 3:
-            out.append(sentence)
-            continue
-        overlaps = [len(terms & vocab) / len(terms) for vocab in vocabularies]
-        best = max(range(len(overlaps)), key=overlaps.__getitem__, default=None)
-        if best is None or overlaps[best] < min_overlap:
-            out.append(sentence)
-            continue
-        body = sentence.rstrip()
-        end = len(body.rstrip(".!?:;"))
-        out.append(f"{body[:end]} [{best + 1}]{body[end:]}")
-    return "".join(out)
+def append_marker(sentence: str, n: int) -> str:
+    """The sentence with [n] placed before its final punctuation."""
+    body = sentence.rstrip()
+    end = len(body.rstrip(".!?:;"))
+    return f"{body[:end]} [{n}]{body[end:]}"

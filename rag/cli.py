@@ -77,6 +77,15 @@ def _ask(args: argparse.Namespace) -> int:
     print()
     if answer.text.strip() != streamed.strip():
         print(f"\nWith citations checked:\n{answer.text}")
+    unsupported = [c for c in answer.sentences if not c.supported]
+    if unsupported:
+        print("\nNot supported by the sources it cites (check these):")
+        for check in unsupported:
+            print(f"  ! {check.text}")
+    if answer.evidence:
+        print("\nEvidence from your documents:")
+        for item in answer.evidence:
+            print(f"  [{item.n}] {item.sentence}")
     print("\nSources:")
     for source in answer.sources:
         mark = "*" if source in answer.cited else " "

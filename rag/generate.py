@@ -12,9 +12,9 @@ from rag.errors import ModelError
 
 SYSTEM_PROMPT = (
     "You answer questions using only the numbered sources given to you. "
-    "After each sentence, cite the sources it comes from with their numbers in square brackets, like [1] or [2]. "
-    "If the sources do not contain the answer, say that the documents do not cover it. "
-    "Be brief and factual."
+    "Answer in one to three short sentences, using the words of the sources. "
+    "End each sentence with the number of the source it comes from in square brackets, like [1]. "
+    "If the sources do not contain the answer, say that the documents do not cover it."
 )
 
 Message = dict[str, str]
@@ -86,7 +86,9 @@ class LlamaGenerator:
 
 
 def source_block(n: int, label: str, text: str) -> str:
-    return f"[{n}] {label}\n{text.strip()}"
+    """One numbered source for the prompt. Small models copy file labels into their answers, so the
+    label goes in brackets after the text, where it reads as metadata."""
+    return f"[{n}] {' '.join(text.split())} (from {label})"
 
 
 def build_messages(question: str, blocks: Sequence[str], history: Sequence[Message], generator: Generator,

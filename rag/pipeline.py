@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import re
 import threading
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Iterator, Sequence
 
-from rag import citations, store
+from rag import citations, store, verify
 from rag.chunking import place
 from rag.config import Settings
 from rag.errors import RagError
 from rag.embeddings import Embedder, SentenceTransformerEmbedder
 from rag.generate import Generator, LlamaGenerator, Message, build_messages, repetition_start, source_block
-from rag.retrieve import CrossEncoderReranker, Hit, Retriever, choose_reranker
+from rag.verify import Evidence, SentenceCheck
+from rag.retrieve import CrossEncoderReranker, Hit, Retriever, choose_reranker, reciprocal_rank_fusion
 
 
 @dataclass(frozen=True)
@@ -43,6 +45,11 @@ class Partial:
 
 
 NOT_COVERED = "Your documents do not cover this question, so I cannot answer it from them."
+NOT_IN_SOURCES = "The passages found in your documents do not answer this question."
+# How models say the sources lack the answer.
+_DECLINES = re.compile(r"\b(?:do(?:es)? not|don't|doesn't|cannot|can't|no)\s+(?:\w+\s+){0,2}"
+                       r"(?:contain|mention|provide|include|cover|say|answer|information|address)|not (?:mentioned|provided|stated)",
+                       re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -50,7 +57,9 @@ class Answer:
     question: str
     text: str
     sources: tuple[Source, ...]
-    abstained: bool = False  # retrieval found nothing relevant enough; the model was not asked
+    abstained: bool = False  # nothing found answers the question: no sources are named
+    sentences: tuple[SentenceCheck, ...] = ()
+    evidence: tuple[Evidence, ...] = ()  # the passage sentences closest to the question, whatever the model wrote
 
     def __post_init__(self) -> None:
         unknown = [n for n in citations.parse(self.text) if not 1 <= n <= len(self.sources)]
@@ -63,7 +72,11 @@ class Answer:
         return [s for s in self.sources if s.n in numbers]
 
     def to_json(self) -> dict:
-        return {"answer": self.text, "sources": [asdict(s) for s in self.sources], "abstained": self.abstained}
+        return {"answer": self.text, "sources": [asdict(s) for s in self.sources], "abstained": self.abstained,
+                "sentences": [{"text": c.text, "citations": list(c.citations), "supported": c.supported,
+                               "corrected": c.corrected, "support": [asdict(s) for s in c.support]}
+                              for c in self.sentences],
+                "evidence": [asdict(e) for e in self.evidence]}
 
 
 class Pipeline:
@@ -106,6 +119,24 @@ class Pipeline:
         """The best passages for `query`; `within` keeps only these files or folders."""
         return self.retriever.search(query, k, within)
 
+    def search_turn(self, question: str, history: Sequence[Message] = (),
+                    within: Sequence[str] | None = None) -> list[Hit]:
+        """Passages for one turn of a conversation.
+
+        A follow-up ("and how big does it get?") needs the earlier question; a change of topic must
+        not drag it along. Both searches run, and their rankings are merged by reciprocal rank
+        fusion: on tests/followup_questions.md each search alone misses one case, the merge neither.
+        """
+        previous = next((m["content"] for m in reversed(history) if m.get("role") == "user"), "")
+        alone = self.search(question, within=within)
+        if not previous.strip():
+            return alone
+        joined = self.search(f"{previous} {question}", within=within)
+        by_id = {h.chunk_id: h for h in joined} | {h.chunk_id: h for h in alone}
+        fused = reciprocal_rank_fusion([[h.chunk_id for h in alone], [h.chunk_id for h in joined]], 60)
+        ranked = sorted(by_id, key=lambda i: (-fused[i], i))[: self.settings.top_k]
+        return [replace(by_id[i], score=fused[i]) for i in ranked]
+
     def covers(self, hits: Sequence[Hit]) -> bool:
         """Whether any passage is close enough to the question to answer from (threshold: bench/abstention.py)."""
         return bool(hits) and max(h.dense for h in hits) >= self.settings.abstain_below
@@ -116,7 +147,7 @@ class Pipeline:
         question = question.strip()
         if not question:
             raise ValueError("the question is empty")
-        hits = self.search(question, within=within)
+        hits = self.search_turn(question, history, within)
         if not self.covers(hits):
             yield Answer(question, NOT_COVERED, (), abstained=True)
             return
@@ -138,10 +169,16 @@ class Pipeline:
                 yield Partial(text)
         sources = tuple(Source(i, h.chunk.path, h.chunk.page, h.chunk.heading, h.chunk.text, round(h.score, 6))
                         for i, h in enumerate(hits, start=1))
-        text = citations.clean(text, len(sources))
-        if not citations.parse(text):
-            text = citations.attach(text, [s.text for s in sources])
-        yield Answer(question, text, sources)
+        yield self._grounded(question, citations.clean(text, len(sources)), sources)
+
+    def _grounded(self, question: str, text: str, sources: tuple[Source, ...]) -> Answer:
+        """The final answer: each sentence checked against its cited passage, and the evidence beside it."""
+        passages = {s.n: s.text for s in sources}
+        checks = verify.ground(text, passages, self.embedder)
+        found = tuple(verify.evidence(question, passages, self.embedder))
+        if not any(c.supported for c in checks) and (not checks or _DECLINES.search(text)):
+            return Answer(question, NOT_IN_SOURCES, (), abstained=True)
+        return Answer(question, " ".join(c.text for c in checks), sources, sentences=tuple(checks), evidence=found)
 
     def ask(self, question: str, history: Sequence[Message] = (), within: Sequence[str] | None = None) -> Answer:
         final = None

@@ -11,15 +11,6 @@ def test_clean_drops_numbers_that_name_no_source():
     assert citations.clean("See [source 2].", n_sources=2) == "See [2]."
 
 
-def test_attach_cites_the_passage_that_holds_the_sentence():
-    passages = ["Reciprocal rank fusion adds one over k plus rank, with k usually 60.",
-                "LoRA trains two low-rank matrices A and B."]
-    text = "Reciprocal rank fusion uses a constant k that is usually 60.\nLoRA trains low-rank matrices."
-    assert citations.attach(text, passages) == (
-        "Reciprocal rank fusion uses a constant k that is usually 60 [1].\nLoRA trains low-rank matrices [2].")
-
-
-def test_attach_leaves_unsupported_and_already_cited_sentences_alone():
-    passages = ["The KV cache stores keys and values."]
-    text = "Bananas grow in tropical climates near rivers. The cache stores keys [1]."
-    assert citations.attach(text, passages) == text
+def test_markers_can_be_stripped_and_appended():
+    assert citations.strip("It is 60 [1][2]. Really [3, 4].") == "It is 60. Really."
+    assert citations.append_marker("The constant is 60.", 2) == "The constant is 60 [2]."
