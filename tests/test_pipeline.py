@@ -133,3 +133,33 @@ def test_when_the_model_says_the_sources_lack_the_answer_nothing_is_cited(pipeli
     sources = (Source(1, "/x/a.md", None, "", "The cache stores keys and values.", 1.0),)
     answer = pipeline._grounded("Who wrote it?", "The sources do not contain information about the author.", sources)
     assert answer.abstained and answer.text == NOT_IN_SOURCES and answer.sources == ()
+
+
+def test_a_number_that_names_no_source_never_reaches_the_answer(corpus_index, embedder, settings_factory):
+    """The real model, with " [9]" and " [0]" appended to what it writes: both numbers must vanish."""
+    from rag.generate import LlamaGenerator
+    from rag.pipeline import Pipeline
+
+    settings = settings_factory(corpus_index)
+    real = LlamaGenerator(settings)
+
+    class BadNumbers:
+        n_ctx = real.n_ctx
+        count_tokens = staticmethod(real.count_tokens)
+
+        def stream(self, messages, max_tokens, temperature):
+            yield from real.stream(messages, max_tokens, temperature)
+            yield " It is also said elsewhere [9][0]."
+
+    answer = Pipeline(settings, embedder=embedder, generator=BadNumbers()).ask("What does the KV cache store?")
+    assert "[9]" not in answer.text and "[0]" not in answer.text
+    assert all(1 <= n <= len(answer.sources) for c in answer.sentences for n in c.citations)
+
+
+def test_the_chat_template_comes_from_the_gguf_file(settings_factory, tmp_path):
+    from rag.generate import LlamaGenerator
+
+    generator = LlamaGenerator(settings_factory(tmp_path))
+    template = generator._llm.metadata.get("tokenizer.chat_template", "")
+    assert "<|im_start|>" in template  # SmolLM2's ChatML template, read from the file
+    assert generator._llm.chat_format in (None, "chat_template.default")
