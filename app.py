@@ -37,7 +37,15 @@ def answer_markdown(answer: Answer) -> str:
     return " ".join(parts) + note
 
 
-def sources_markdown(answer: Answer) -> str:
+def document_links(pipeline: Pipeline) -> dict[str, str]:
+    """path -> the app's address for that document: /doc/SHA256, served only for indexed files."""
+    try:
+        return {d.path: f"/doc/{d.sha256}" for d in pipeline.retriever.snapshot.documents}
+    except RagError:
+        return {}
+
+
+def sources_markdown(answer: Answer, links: dict[str, str] | None = None) -> str:
     """Evidence sentences first, then the sources numbered like the citations, with the supporting sentence in bold."""
     if not answer.sources:
         return "*No passage of your documents answers this question.*"
@@ -54,7 +62,13 @@ def sources_markdown(answer: Answer) -> str:
         if source.n in support and support[source.n] in text:
             text = text.replace(support[source.n], f"**{support[source.n]}**", 1)
         passage = "\n".join(f"> {line}" if line.strip() else ">" for line in text.splitlines())
-        lines.append(f"**[{source.n}] {source.label}** ({mark})  \n`{source.path}`\n\n{passage}\n")
+        link = (links or {}).get(source.path)
+        if link:
+            target = f"{link}#page={source.page}" if source.page else link
+            where = f"[open {Path(source.path).name}{f' at page {source.page}' if source.page else ''}]({target})"
+        else:
+            where = f"`{source.path}`"
+        lines.append(f"**[{source.n}] {source.label}** ({mark})  \n{where}\n\n{passage}\n")
     return "\n".join(lines)
 
 
@@ -81,7 +95,8 @@ def respond(pipeline: Pipeline, question: str, history: list[dict],
         for event in pipeline.ask_stream(question, previous, within=within or None):
             shown = answer_markdown(event) if isinstance(event, Answer) else event.text
             chat[-1] = {"role": "assistant", "content": shown or "…"}
-            yield "", chat, sources_markdown(event) if isinstance(event, Answer) else "*Writing the answer…*"
+            yield "", chat, (sources_markdown(event, document_links(pipeline)) if isinstance(event, Answer)
+                             else "*Writing the answer…*")
     except RagError as exc:
         chat[-1] = {"role": "assistant", "content": f"**Cannot answer:** {exc}"}
         yield "", chat, NO_SOURCES
@@ -131,11 +146,35 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     threading.Thread(target=pipeline.warm_up, daemon=True).start()
+    import uvicorn
+
+    print(f"Serving on http://{args.host}:{args.port} (index: {pipeline.settings.index_dir})", flush=True)
+    uvicorn.run(build_server(pipeline), host=args.host, port=args.port, log_level="warning")
+    return 0
+
+
+def build_server(pipeline: Pipeline):
+    """The Gradio app, plus /doc/SHA256 serving indexed documents so that citations open them."""
+    import gradio as gr
+    from fastapi import FastAPI, HTTPException
+    from fastapi.responses import FileResponse
+
+    server = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
+
+    @server.get("/doc/{digest}")
+    def document(digest: str) -> FileResponse:
+        # Looked up in the index, never built from the request: nothing outside it can be asked for.
+        match = next((d for d in pipeline.retriever.snapshot.documents if d.sha256 == digest), None)
+        if match is None or not Path(match.path).is_file():
+            raise HTTPException(status_code=404, detail="No indexed document has this address.")
+        kinds = {".pdf": "application/pdf", ".html": "text/html", ".htm": "text/html"}
+        media = kinds.get(Path(match.path).suffix.lower(), "text/plain; charset=utf-8")
+        return FileResponse(match.path, media_type=media, content_disposition_type="inline",
+                            filename=Path(match.path).name)
+
     demo = build_app(pipeline)
     demo.queue(default_concurrency_limit=1)
-    print(f"Serving on http://{args.host}:{args.port} (index: {pipeline.settings.index_dir})", flush=True)
-    demo.launch(server_name=args.host, server_port=args.port, share=False, show_error=True, quiet=True)
-    return 0
+    return gr.mount_gradio_app(server, demo, path="", server_name="127.0.0.1", show_error=True)
 
 
 if __name__ == "__main__":

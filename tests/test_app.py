@@ -71,3 +71,27 @@ def test_search_only_in_one_document(server, corpus_index):
     _, _, sources = client.predict("What does the reward model learn from?", [], [only], api_name="/ask")
     assert "rlhf.md" in sources
     assert all(name not in sources for name in ("kv-cache.md", "sampling.md", "tokenization.md"))
+
+
+def test_cited_documents_open_from_the_app_and_nothing_else_does(server, corpus_index):
+    import hashlib
+    import urllib.error
+
+    from tests.conftest import CORPUS
+
+    pdf = (CORPUS / "llm-handbook.pdf").read_bytes()
+    with urllib.request.urlopen(f"{server}doc/{hashlib.sha256(pdf).hexdigest()}", timeout=10) as response:
+        assert response.read() == pdf
+        assert response.headers["Content-Type"] == "application/pdf"
+    for bad in ("doc/" + "0" * 64, "doc/..%2F..%2Fetc%2Fpasswd", "doc/%2Fetc%2Fpasswd"):
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(server + bad, timeout=10)
+        assert refused.value.code == 404
+
+
+def test_sources_link_to_the_cited_page(server):
+    from gradio_client import Client
+
+    client = Client(server, verbose=False)
+    _, _, sources = client.predict("How many bytes does a Q4_0 block of 32 weights take?", [], [], api_name="/ask")
+    assert "/doc/" in sources and "#page=" in sources  # the PDF source opens at its page
