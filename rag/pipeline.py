@@ -174,8 +174,9 @@ class Pipeline:
     def _grounded(self, question: str, text: str, sources: tuple[Source, ...]) -> Answer:
         """The final answer: each sentence checked against its cited passage, and the evidence beside it."""
         passages = {s.n: s.text for s in sources}
-        checks = verify.ground(text, passages, self.embedder)
-        found = tuple(verify.evidence(question, passages, self.embedder))
+        vectors: dict = {}  # passage sentences are embedded once for both
+        checks = verify.ground(text, passages, self.embedder, cache=vectors)
+        found = tuple(verify.evidence(question, passages, self.embedder, cache=vectors))
         if not any(c.supported for c in checks) and (not checks or _DECLINES.search(text)):
             return Answer(question, NOT_IN_SOURCES, (), abstained=True)
         return Answer(question, " ".join(c.text for c in checks), sources, sentences=tuple(checks), evidence=found)

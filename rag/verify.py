@@ -58,20 +58,28 @@ def sentences(text: str) -> list[str]:
     return [p for p in pieces if analyze(citations.strip(p))]
 
 
-def support_scores(claims: Sequence[str], passages: Sequence[str], embedder: Embedder) -> np.ndarray:
-    """support(claim, passage sentence) for every pair, shape (len(claims), len(passages))."""
+def support_scores(claims: Sequence[str], passages: Sequence[str], embedder: Embedder,
+                   cache: dict[str, np.ndarray] | None = None) -> np.ndarray:
+    """support(claim, passage sentence) for every pair, shape (len(claims), len(passages)).
+
+    `cache` keeps passage sentence vectors between calls, so checking an answer and choosing its
+    evidence embed each passage sentence once.
+    """
     if not claims or not passages:
         return np.zeros((len(claims), len(passages)), dtype=np.float32)
-    vectors = embedder.embed([citations.strip(c) for c in claims] + list(passages))
-    cosine = vectors[: len(claims)] @ vectors[len(claims):].T
+    cache = {} if cache is None else cache
+    missing = [p for p in dict.fromkeys(passages) if p not in cache]
+    vectors = embedder.embed([citations.strip(c) for c in claims] + missing)
+    cache.update(zip(missing, vectors[len(claims):]))
+    cosine = vectors[: len(claims)] @ np.vstack([cache[p] for p in passages]).T
     claim_terms = [set(analyze(citations.strip(c))) for c in claims]
     passage_terms = [set(analyze(p)) for p in passages]
     overlap = np.array([[len(a & p) / len(a) if a else 0.0 for p in passage_terms] for a in claim_terms])
     return (0.5 * cosine + 0.5 * overlap).astype(np.float32)
 
 
-def ground(answer: str, passages: dict[int, str], embedder: Embedder,
-           threshold: float = SUPPORT_THRESHOLD) -> list[SentenceCheck]:
+def ground(answer: str, passages: dict[int, str], embedder: Embedder, threshold: float = SUPPORT_THRESHOLD,
+           cache: dict[str, np.ndarray] | None = None) -> list[SentenceCheck]:
     """A verdict for each answer sentence; citations are made to point at the passage that supports it.
 
     A sentence whose cited passage backs it keeps its citation. One that cites nothing, or cites
@@ -80,7 +88,7 @@ def ground(answer: str, passages: dict[int, str], embedder: Embedder,
     """
     claims = sentences(answer)
     pool = [(n, s) for n, text in passages.items() for s in sentences(text)]
-    scores = support_scores(claims, [s for _, s in pool], embedder)
+    scores = support_scores(claims, [s for _, s in pool], embedder, cache)
     checks = []
     for row, claim in zip(scores, claims):
         cited = tuple(n for n in citations.parse(claim) if n in passages)
@@ -103,11 +111,12 @@ def _best(row: np.ndarray, pool: list[tuple[int, str]], n: int) -> Support:
     return Support(n, pool[j][1], round(float(row[j]), 4))
 
 
-def evidence(question: str, passages: dict[int, str], embedder: Embedder, k: int = 3) -> list[Evidence]:
+def evidence(question: str, passages: dict[int, str], embedder: Embedder, k: int = 3,
+             cache: dict[str, np.ndarray] | None = None) -> list[Evidence]:
     """The k passage sentences that best answer the question, by the same support score."""
     pool = [(n, s) for n, text in passages.items() for s in sentences(text) if len(analyze(s)) >= 3]
     if not pool:
         return []
-    row = support_scores([question], [s for _, s in pool], embedder)[0]
+    row = support_scores([question], [s for _, s in pool], embedder, cache)[0]
     best = np.argsort(-row, kind="stable")[:k]
     return [Evidence(pool[i][0], pool[i][1], round(float(row[i]), 4)) for i in best]
