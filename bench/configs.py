@@ -30,6 +30,7 @@ CONFIGS: dict[str, Callable] = {
     "hybrid weighted w=0.3": _retriever(fusion="weighted", dense_weight=0.3),
     "hybrid weighted w=0.5": _retriever(fusion="weighted", dense_weight=0.5),
     "hybrid weighted w=0.7": _retriever(fusion="weighted", dense_weight=0.7),
+    "hybrid w=0.55 k1=0.9 b=0.9": _retriever(dense_weight=0.55, bm25_k1=0.9, bm25_b=0.9),
     "hybrid rrf + feedback 1/0.3": _retriever(fusion="rrf", rerank="feedback:1:0.3"),
     "hybrid w=0.5 + feedback 1/0.3": _retriever(rerank="feedback:1:0.3"),
     "hybrid w=0.5 + feedback 3/0.5": _retriever(rerank="feedback:3:0.5"),

@@ -119,7 +119,7 @@ def main() -> int:
     workdir = args.workdir or Path("/tmp/rag-bench") / args.dataset.resolve().name
     folder = workdir / "docs"
     write_documents(documents, folder)
-    base = Settings(index_dir=workdir / "index")
+    base = Settings.load({"index_dir": workdir / "index"})  # RAG_* variables (chunk size, BM25 constants) apply
     embedder = SentenceTransformerEmbedder(base.embedder_path)
     started = time.perf_counter()
     report = ingest([folder], base, embedder)
