@@ -15,12 +15,13 @@ from rag.errors import RagError
 def settings_arguments(parser: argparse.ArgumentParser) -> None:
     """The options every entry point shares; each falls back to its RAG_* variable, then the default."""
     parser.add_argument("--index", type=Path, help="index folder (default: RAG_INDEX or ./index in the project)")
+    parser.add_argument("--library", type=Path, help="folder for files uploaded in the app (default: RAG_LIBRARY or ./library)")
     parser.add_argument("--embedder", help="sentence-transformers model folder (default: the bundled all-MiniLM-L6-v2)")
     parser.add_argument("--model", help="GGUF model file (default: RAG_MODEL or the bundled SmolLM2-135M)")
 
 
 def settings_from(args: argparse.Namespace, **extra: object) -> Settings:
-    return Settings.load({"index_dir": args.index, "embedder": args.embedder, "model": getattr(args, "model", None), **extra})
+    return Settings.load({"index_dir": args.index, "library_dir": getattr(args, "library", None), "embedder": args.embedder, "model": getattr(args, "model", None), **extra})
 
 
 def build_parser() -> argparse.ArgumentParser:

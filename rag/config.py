@@ -12,6 +12,7 @@ from rag.errors import ConfigError
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 DEFAULT_INDEX_DIR = PROJECT_DIR / "index"
+DEFAULT_LIBRARY_DIR = PROJECT_DIR / "library"
 BUNDLED_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 
@@ -47,6 +48,7 @@ class Settings:
     """Everything the pipeline can be told. Empty model paths mean "use the bundled model"."""
 
     index_dir: Path = field(default=DEFAULT_INDEX_DIR, metadata={"env": "RAG_INDEX", "help": "folder holding the index"})
+    library_dir: Path = field(default=DEFAULT_LIBRARY_DIR, metadata={"env": "RAG_LIBRARY", "help": "folder where files uploaded in the app are kept"})
     embedder: str = field(default="", metadata={"env": "RAG_EMBEDDER", "help": "sentence-transformers model folder"})
     model: str = field(default="", metadata={"env": "RAG_MODEL", "help": "GGUF model file used to answer"})
     reranker: str = field(default="", metadata={"env": "RAG_RERANKER", "help": "cross-encoder model folder; empty keeps fused order"})
@@ -74,6 +76,7 @@ class Settings:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "index_dir", Path(self.index_dir).expanduser().absolute())
+        object.__setattr__(self, "library_dir", Path(self.library_dir).expanduser().absolute())
         checks = {
             "chunk_tokens": self.chunk_tokens >= 16,
             "chunk_overlap": 0 <= self.chunk_overlap < self.chunk_tokens,

@@ -106,6 +106,28 @@ class Pipeline:
                                         choose_reranker(snapshot, self.settings, self._cross_encoder))
         return self._retriever
 
+    def configure(self, **changes) -> Settings:
+        """Apply new settings without a restart; returns the settings now in force.
+
+        A new model is loaded and checked before it replaces the one in use, so a bad path leaves
+        everything as it was (the ConfigError or ModelError says why). Answers being written finish
+        with the settings they started with.
+        """
+        settings = self.settings.with_(**changes)
+        if settings == self.settings:
+            return settings
+        generator = self._generator
+        if settings.model_path != self.settings.model_path:
+            generator = LlamaGenerator(settings)
+        with self._lock:
+            old, self.settings, self._generator = self.settings, settings, generator
+            retrieval = ("top_k", "candidates", "retrieval", "fusion", "rrf_k", "dense_weight", "bm25_k1", "bm25_b", "rerank")
+            if self._retriever is not None and any(getattr(old, f) != getattr(settings, f) for f in retrieval):
+                snapshot = self._retriever.snapshot
+                self._retriever = Retriever(snapshot, self.embedder, settings,
+                                            choose_reranker(snapshot, settings, self._cross_encoder))
+        return settings
+
     def warm_up(self) -> None:
         """Load the model and the index ahead of the first question; problems surface when one is asked."""
         try:

@@ -163,3 +163,38 @@ def test_the_chat_template_comes_from_the_gguf_file(settings_factory, tmp_path):
     template = generator._llm.metadata.get("tokenizer.chat_template", "")
     assert "<|im_start|>" in template  # SmolLM2's ChatML template, read from the file
     assert generator._llm.chat_format in (None, "chat_template.default")
+
+
+class Recorder:
+    """A stand-in model that records what it was asked with, to see which settings reach it."""
+
+    n_ctx = 4096
+
+    def __init__(self):
+        self.temperatures = []
+
+    def count_tokens(self, text):
+        return len(text.split())
+
+    def stream(self, messages, max_tokens, temperature):
+        self.temperatures.append(temperature)
+        yield "LoRA starts B at zero [1]."
+
+
+def test_settings_change_without_a_restart_and_a_bad_model_changes_nothing(corpus_index, embedder, settings_factory, tmp_path):
+    from rag.errors import ModelError
+    from rag.pipeline import Pipeline
+
+    model = Recorder()
+    live = Pipeline(settings_factory(corpus_index), embedder=embedder, generator=model)
+    question = "How are the LoRA matrices initialised?"
+    assert len(live.search(question)) == 5
+    live.configure(top_k=2, temperature=0.7, rerank=True)
+    assert len(live.search(question)) == 2
+    assert type(live.retriever.reranker).__name__ == "FeedbackReranker"
+    assert len(live.ask(question).sources) == 2 and model.temperatures == [0.7]
+    broken = tmp_path / "broken.gguf"
+    broken.write_bytes(b"not a model")
+    with pytest.raises(ModelError, match="broken.gguf"):
+        live.configure(model=str(broken), top_k=4)
+    assert live.settings.top_k == 2 and live.settings.model == "" and live.generator is model
