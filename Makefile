@@ -10,7 +10,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export GRADIO_ANALYTICS_ENABLED := False
 
-.PHONY: install run test index pdf clean
+.PHONY: install run test browser index pdf clean
 
 install: $(VENV)/.installed
 
@@ -35,8 +35,14 @@ index: install
 run: index
 	$(PY) app.py --index "$(INDEX)"
 
-test: $(VENV)/.test-installed
+test: $(VENV)/.test-installed browser
 	$(PY) -m pytest
+
+# The browser tests drive Debian's chromium; Playwright's own browser download is not reachable here.
+browser:
+	@command -v chromium >/dev/null || { \
+	  SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium; }
 
 pdf: install
 	$(PY) corpus/make_pdf.py

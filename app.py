@@ -1,19 +1,24 @@
 """`python app.py`: the Gradio chat app; streams answers and shows the numbered sources beside them."""
 
-from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 import threading
 from pathlib import Path
 from typing import Any, Iterator
 
+from rag import library, loaders, server
 from rag.cli import settings_arguments, settings_from
-from rag.errors import RagError
-from rag.pipeline import Answer, Pipeline
+from rag.errors import ConfigError, RagError
+from rag.pipeline import Answer, Partial, Pipeline
 
 NO_SOURCES = "*The sources of each answer appear here: file, page, section and passage.*"
+STATE_MARK = {"waiting": "⏳ waiting", "reading": "📖 reading", "embedding": "🧮 embedding", "indexed": "✅ indexed",
+              "unchanged": "➖ already indexed", "failed": "❌ failed"}
+STOPPED = "*Stopped. The answer above is incomplete and was not checked against the sources.*"
+STOP_MARK = "*⏹ stopped*"
 
 
 def message_text(content: Any) -> str:
@@ -81,18 +86,61 @@ def document_choices(pipeline: Pipeline) -> list[tuple[str, str]]:
     return [(Path(d.path).name, d.path) for d in documents]
 
 
-def respond(pipeline: Pipeline, question: str, history: list[dict],
-            within: list[str] | None = None) -> Iterator[tuple[str, list[dict], str]]:
+class Turns:
+    """The answers being written, per browser session, and what their user asked for meanwhile.
+
+    Stop and New chat do not cancel the event from outside: the answering loop sees the request
+    between two tokens and ends itself, so its last update is the one that stays on screen.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._running: dict[str, str | None] = {}
+
+    def start(self, session: str) -> None:
+        with self._lock:
+            self._running[session] = None
+
+    def request(self, session: str, what: str) -> bool:
+        """Ask the session's running answer to "stop" (keep it, marked) or "drop" (discard it)."""
+        with self._lock:
+            if session not in self._running:
+                return False
+            self._running[session] = what
+            return True
+
+    def wanted(self, session: str) -> str | None:
+        with self._lock:
+            return self._running.get(session)
+
+    def end(self, session: str) -> None:
+        with self._lock:
+            self._running.pop(session, None)
+
+
+def respond(pipeline: Pipeline, question: str, history: list[dict], within: list[str] | None = None,
+            turns: Turns | None = None, session: str = "") -> Iterator[tuple[str, list[dict], str]]:
     """One turn: the question goes into the chat at once, the answer streams in, the sources follow."""
     question = (question or "").strip()
     if not question:
         yield "", history, NO_SOURCES
         return
-    previous = [{"role": m["role"], "content": message_text(m["content"])} for m in history if m.get("role") in ("user", "assistant")]
+    turns = turns or Turns()
+    turns.start(session)
+    previous = model_history(history)
     chat = [*history, {"role": "user", "content": question}, {"role": "assistant", "content": "…"}]
     yield "", chat, "*Searching your documents…*"
+    events = pipeline.ask_stream(question, previous, within=within or None)
     try:
-        for event in pipeline.ask_stream(question, previous, within=within or None):
+        for event in events:
+            wanted = turns.wanted(session)
+            if wanted == "drop":
+                return
+            if wanted == "stop":
+                text = event.text if isinstance(event, Partial) else answer_markdown(event)
+                chat[-1] = {"role": "assistant", "content": f"{text or '…'}\n\n{STOP_MARK}"}
+                yield "", chat, STOPPED
+                return
             shown = answer_markdown(event) if isinstance(event, Answer) else event.text
             chat[-1] = {"role": "assistant", "content": shown or "…"}
             yield "", chat, (sources_markdown(event, document_links(pipeline)) if isinstance(event, Answer)
@@ -100,81 +148,208 @@ def respond(pipeline: Pipeline, question: str, history: list[dict],
     except RagError as exc:
         chat[-1] = {"role": "assistant", "content": f"**Cannot answer:** {exc}"}
         yield "", chat, NO_SOURCES
+    finally:
+        events.close()  # ends llama.cpp's generation and frees the model for the next question
+        turns.end(session)
+
+
+
+
+def model_history(history: list[dict]) -> list[dict]:
+    """The finished exchanges of a chat as plain messages; a stopped answer and its question are left out."""
+    messages = [{"role": m["role"], "content": message_text(m["content"])} for m in history if m.get("role") in ("user", "assistant")]
+    kept: list[dict] = []
+    for message in messages:
+        if message["role"] == "assistant" and message["content"].endswith(STOP_MARK):
+            if kept and kept[-1]["role"] == "user":
+                kept.pop()
+            continue
+        if message["role"] == "assistant":  # the model sees its words, not the app's marks
+            message = {"role": "assistant", "content": _MARKS.sub("", message["content"]).strip()}
+        kept.append(message)
+    return kept
+
+
+_MARKS = re.compile(r"\n*<sub>.*?</sub>|\s*⚠️|(?<!\w)\*(?=\S)|(?<=\S)\*(?!\w)", re.S)
+
+
+def status_markdown(statuses: list) -> str:
+    """The upload table: one row per file, its state and what happened to it."""
+    if not statuses:
+        return ""
+    rows = [f"| {_cell(s.name)} | {STATE_MARK.get(s.state, s.state)} | {_cell(s.detail)} |" for s in statuses]
+    return "| File | State | Details |\n|---|---|---|\n" + "\n".join(rows)
+
+
+def library_markdown(settings) -> str:
+    entries = library.entries(settings)
+    if not entries:
+        return "*Nothing is indexed yet: upload files above, or run `python ingest.py FOLDER`.*"
+    rows = [f"| {_cell(e.name)} | {e.pages or '–'} | {e.chunks} | {e.size / 1024:,.0f} KB | {library.age(e.ingested_at)} | "
+            f"{'uploaded' if e.uploaded else _cell(str(Path(e.path).parent))} |" for e in entries]
+    total = sum(e.chunks for e in entries)
+    return (f"**{len(entries)} documents, {total} chunks**\n\n| Document | Pages | Chunks | Size | Added | Folder |\n"
+            "|---|---|---|---|---|---|\n" + "\n".join(rows))
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def settings_markdown(settings) -> str:
+    return (f"**In force:** model `{Path(settings.model_path).name}`, {settings.top_k} sources, reranking "
+            f"{'on' if settings.rerank or settings.reranker else 'off'}"
+            f"{f' (cross-encoder {Path(settings.reranker).name})' if settings.reranker else ''}, "
+            f"temperature {settings.temperature:g}.")
+
+
+def upload_files(pipeline: Pipeline, files: list | None) -> Iterator[str]:
+    """Uploaded files: refused ones are named at once, the rest copied into the library and ingested with progress."""
+    refused, stored = [], []
+    for item in files or []:
+        temp = Path(item if isinstance(item, str) else getattr(item, "name", str(item)))
+        name = getattr(item, "orig_name", None) or temp.name
+        try:
+            stored.append(library.add_upload(temp, name, pipeline.settings))
+        except RagError as exc:
+            refused.append(library.FileStatus(library.safe_name(name), "", "failed", getattr(exc, "reason", str(exc))))
+    if not stored:
+        yield status_markdown(refused) or "*No file was uploaded.*"
+        return
+    for statuses in library.ingest_with_progress(stored, pipeline.settings, pipeline.embedder):
+        yield status_markdown(refused + statuses)
 
 
 def build_app(pipeline: Pipeline):
     import gradio as gr
 
+    suffixes = sorted(loaders.SUPPORTED_SUFFIXES)
     with gr.Blocks(title="Chat with your documents", analytics_enabled=False) as demo:
         gr.Markdown("## Chat with your documents\nAnswers come from your indexed files only, with numbered citations.")
-        with gr.Row():
-            with gr.Column(scale=3):
-                chatbot = gr.Chatbot(label="Conversation", height=560, elem_id="chat", buttons=["copy"])
-                question = gr.Textbox(label="Question", placeholder="Ask about your documents and press Enter",
-                                      elem_id="question", autofocus=True)
+        with gr.Tabs():
+            with gr.Tab("Chat", id="chat-tab"):
                 with gr.Row():
-                    ask = gr.Button("Ask", variant="primary", elem_id="ask")
-                    new_chat = gr.Button("New chat", elem_id="new-chat")
-            with gr.Column(scale=2):
-                # Choices are refreshed on every page load; a path indexed since then is still accepted.
-                within = gr.Dropdown(choices=document_choices(pipeline), multiselect=True, allow_custom_value=True,
-                                     label="Search only in (empty: all documents)", elem_id="within")
-                gr.Markdown("### Sources")
-                sources = gr.Markdown(NO_SOURCES, elem_id="sources")
+                    with gr.Column(scale=3):
+                        chatbot = gr.Chatbot(label="Conversation", height=560, elem_id="chat", buttons=["copy"])
+                        question = gr.Textbox(label="Question", placeholder="Ask about your documents and press Enter",
+                                              elem_id="question", autofocus=True)
+                        with gr.Row():
+                            ask = gr.Button("Ask", variant="primary", elem_id="ask")
+                            stop = gr.Button("Stop", variant="stop", elem_id="stop")
+                            new_chat = gr.Button("New chat", elem_id="new-chat")
+                    with gr.Column(scale=2):
+                        # Choices are refreshed on page load and after each upload; other indexed paths are accepted too.
+                        within = gr.Dropdown(choices=document_choices(pipeline), multiselect=True, allow_custom_value=True,
+                                             label="Search only in (empty: all documents)", elem_id="within")
+                        gr.Markdown("### Sources")
+                        sources = gr.Markdown(NO_SOURCES, elem_id="sources")
+            with gr.Tab("Library", id="library-tab"):
+                gr.Markdown(f"Upload files or a whole folder: they are copied into `{pipeline.settings.library_dir}` "
+                            f"and indexed. Types: {', '.join(suffixes)}; at most {pipeline.settings.max_file_mb} MB each.")
+                with gr.Row():
+                    upload = gr.File(label="Upload files", file_count="multiple", file_types=suffixes, elem_id="upload")
+                    upload_folder = gr.File(label="Upload a folder", file_count="directory", elem_id="upload-folder")
+                progress = gr.Markdown("", elem_id="ingest-status")
+                documents = gr.Markdown(library_markdown(pipeline.settings), elem_id="documents")
+                with gr.Row():
+                    to_remove = gr.Dropdown(choices=document_choices(pipeline), label="Document to remove",
+                                            elem_id="remove-choice", scale=3)
+                    remove = gr.Button("Remove from the index", variant="stop", elem_id="remove", scale=1)
+                removed = gr.Markdown("", elem_id="remove-status")
+            with gr.Tab("Settings", id="settings-tab"):
+                in_force = gr.Markdown(settings_markdown(pipeline.settings), elem_id="settings-in-force")
+                model = gr.Textbox(pipeline.settings.model_path, label="Model file (GGUF)", elem_id="model")
+                top_k = gr.Slider(1, 10, value=pipeline.settings.top_k, step=1, label="Sources per answer", elem_id="top-k")
+                rerank = gr.Checkbox(pipeline.settings.rerank, label="Rerank the passages (feedback reranker, or the "
+                                     "configured cross-encoder)", elem_id="rerank")
+                temperature = gr.Slider(0, 1.5, value=pipeline.settings.temperature, step=0.05, label="Temperature",
+                                        elem_id="temperature")
+                apply = gr.Button("Apply", variant="primary", elem_id="apply")
 
-        def turn(message: str, history: list[dict], only: list[str] | None):
-            yield from respond(pipeline, message, history, only)
+        turns = Turns()
 
-        ask.click(turn, [question, chatbot, within], [question, chatbot, sources], api_name="ask")
-        question.submit(turn, [question, chatbot, within], [question, chatbot, sources], api_visibility="private")
-        demo.load(lambda: gr.Dropdown(choices=document_choices(pipeline)), None, within, api_visibility="private")
-        new_chat.click(lambda: ("", [], NO_SOURCES), None, [question, chatbot, sources], api_visibility="private")
+        def turn(message: str, history: list[dict], only: list[str] | None, request: gr.Request):
+            yield from respond(pipeline, message, history, only, turns, request.session_hash or "")
+
+        def stop_answer(request: gr.Request):
+            turns.request(request.session_hash or "", "stop")
+
+        def start_over(request: gr.Request):
+            turns.request(request.session_hash or "", "drop")
+            return "", [], NO_SOURCES
+
+        def refreshed():
+            choices = document_choices(pipeline)
+            return gr.Dropdown(choices=choices), gr.Dropdown(choices=choices, value=None), library_markdown(pipeline.settings)
+
+        def uploaded(files):
+            yield from upload_files(pipeline, files)
+
+        def remove_one(path: str | None):
+            if not path:
+                return "*Choose a document first.*"
+            try:
+                gone = library.remove_document(path, pipeline.settings)
+            except RagError as exc:
+                return f"**Not removed:** {exc}"
+            return f"Removed {Path(path).name} from the index." if gone else f"{Path(path).name} was not in the index."
+
+        def apply_settings(model_file: str, k: float, on: bool, heat: float):
+            model_file = (model_file or "").strip()
+            try:
+                unchanged = model_file == pipeline.settings.model_path
+                settings = pipeline.configure(model=pipeline.settings.model if unchanged else model_file,
+                                              top_k=int(k), rerank=bool(on), temperature=float(heat))
+            except RagError as exc:
+                return f"**Not applied:** {exc}\n\n{settings_markdown(pipeline.settings)}"
+            return settings_markdown(settings)
+
+        answering = dict(concurrency_id="answer", concurrency_limit=1)
+        ask.click(turn, [question, chatbot, within], [question, chatbot, sources], api_name="ask", **answering)
+        question.submit(turn, [question, chatbot, within], [question, chatbot, sources],
+                                    api_visibility="private", **answering)
+        stop.click(stop_answer, None, None, queue=False, api_visibility="private")
+        new_chat.click(start_over, None, [question, chatbot, sources], queue=False, api_visibility="private")
+        demo.load(refreshed, None, [within, to_remove, documents], api_visibility="private", queue=False)
+        for box in (upload, upload_folder):
+            box.upload(uploaded, box, progress, api_visibility="private", concurrency_id="library", concurrency_limit=1
+                       ).then(refreshed, None, [within, to_remove, documents], queue=False, api_visibility="private"
+                       ).then(lambda: None, None, box, queue=False, api_visibility="private")
+        remove.click(remove_one, to_remove, removed, api_visibility="private", concurrency_id="library"
+                     ).then(refreshed, None, [within, to_remove, documents], queue=False, api_visibility="private")
+        apply.click(apply_settings, [model, top_k, rerank, temperature], in_force, api_visibility="private",
+                    concurrency_id="answer")
     return demo
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python app.py", description="Chat with your indexed documents in the browser.")
-    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
+    parser.add_argument("--host", default="127.0.0.1",
+                        help="address to listen on (default 127.0.0.1: this machine only; any other needs --auth)")
     parser.add_argument("--port", type=int, default=7860, help="port (default 7860)")
+    parser.add_argument("--auth", metavar="USER:PASSWORD",
+                        help="ask for this username and password (default: RAG_AUTH; required beyond 127.0.0.1)")
     settings_arguments(parser)
     args = parser.parse_args(argv)
     os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"  # nothing leaves the machine
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     try:
+        auth = server.parse_auth(args.auth, "--auth") or server.parse_auth(os.environ.get("RAG_AUTH"), "RAG_AUTH")
+        server.check_exposure(args.host, auth)
         pipeline = Pipeline(settings_from(args))
     except RagError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 1
+        return 2 if isinstance(exc, ConfigError) else 1
     threading.Thread(target=pipeline.warm_up, daemon=True).start()
     import uvicorn
 
-    print(f"Serving on http://{args.host}:{args.port} (index: {pipeline.settings.index_dir})", flush=True)
-    uvicorn.run(build_server(pipeline), host=args.host, port=args.port, log_level="warning")
-    return 0
-
-
-def build_server(pipeline: Pipeline):
-    """The Gradio app, plus /doc/SHA256 serving indexed documents so that citations open them."""
-    import gradio as gr
-    from fastapi import FastAPI, HTTPException
-    from fastapi.responses import FileResponse
-
-    server = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
-
-    @server.get("/doc/{digest}")
-    def document(digest: str) -> FileResponse:
-        # Looked up in the index, never built from the request: nothing outside it can be asked for.
-        match = next((d for d in pipeline.retriever.snapshot.documents if d.sha256 == digest), None)
-        if match is None or not Path(match.path).is_file():
-            raise HTTPException(status_code=404, detail="No indexed document has this address.")
-        kinds = {".pdf": "application/pdf", ".html": "text/html", ".htm": "text/html"}
-        media = kinds.get(Path(match.path).suffix.lower(), "text/plain; charset=utf-8")
-        return FileResponse(match.path, media_type=media, content_disposition_type="inline",
-                            filename=Path(match.path).name)
-
     demo = build_app(pipeline)
     demo.queue(default_concurrency_limit=1)
-    return gr.mount_gradio_app(server, demo, path="", server_name="127.0.0.1", show_error=True)
+    asgi = server.build_server(pipeline, demo, auth, pipeline.settings.max_file_mb)
+    print(f"Serving on http://{args.host}:{args.port} (index: {pipeline.settings.index_dir}"
+          f"{', password required' if auth else ''})", flush=True)
+    uvicorn.run(asgi, host=args.host, port=args.port, log_level="warning")
+    return 0
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 from pathlib import Path
@@ -82,3 +83,50 @@ def make_pdf_module():
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def running_app(*args: str, env: dict | None = None, ready: str = "", timeout: float = 180):
+    """`python app.py ARGS --port P` in a subprocess; yields its URL once the page answers (`ready`: an auth header)."""
+    import subprocess
+    import sys
+    import time
+    import urllib.error
+    import urllib.request
+
+    port = free_port()
+    log = open(Path(os.environ.get("TMPDIR", "/tmp")) / f"rag-app-{port}.log", "w+")
+    process = subprocess.Popen([sys.executable, "app.py", *args, "--port", str(port)], cwd=ROOT, stdout=log,
+                               stderr=subprocess.STDOUT, text=True, env={**os.environ, "RAG_TEMPERATURE": "0", **(env or {})})
+    url = f"http://127.0.0.1:{port}/"
+    deadline = time.time() + timeout
+    try:
+        while True:
+            if process.poll() is not None:
+                log.seek(0)
+                pytest.fail(f"app exited with {process.returncode}: {log.read()}")
+            try:
+                urllib.request.urlopen(urllib.request.Request(url, headers={"Authorization": ready} if ready else {}), timeout=2)
+                break
+            except urllib.error.HTTPError:
+                break  # it answers, if only to refuse
+            except OSError:
+                if time.time() > deadline:
+                    pytest.fail(f"app did not start within {timeout:.0f} s")
+                time.sleep(0.5)
+        yield url
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+        log.close()

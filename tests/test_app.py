@@ -1,44 +1,16 @@
 """The Gradio app as a user reaches it: a real server on 127.0.0.1, asked through gradio_client."""
 
-import socket
-import subprocess
-import sys
-import time
 import urllib.request
 
 import pytest
 
-from tests.conftest import ROOT
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from tests.conftest import running_app
 
 
 @pytest.fixture(scope="module")
-def server(corpus_index):
-    port = free_port()
-    process = subprocess.Popen([sys.executable, "app.py", "--index", str(corpus_index), "--port", str(port)],
-                               cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                               env={**__import__("os").environ, "RAG_TEMPERATURE": "0"})
-    url = f"http://127.0.0.1:{port}/"
-    deadline = time.time() + 180
-    while time.time() < deadline:
-        if process.poll() is not None:
-            pytest.fail(f"app exited: {process.stdout.read()}")
-        try:
-            urllib.request.urlopen(url, timeout=2)
-            break
-        except OSError:
-            time.sleep(1)
-    else:
-        process.kill()
-        pytest.fail("app did not start within 180 s")
-    yield url
-    process.terminate()
-    process.wait(timeout=30)
+def server(corpus_index, tmp_path_factory):
+    with running_app("--index", str(corpus_index), "--library", str(tmp_path_factory.mktemp("library"))) as url:
+        yield url
 
 
 def test_the_page_is_served_on_loopback(server):
@@ -95,3 +67,40 @@ def test_sources_link_to_the_cited_page(server):
     client = Client(server, verbose=False)
     _, _, sources = client.predict("How many bytes does a Q4_0 block of 32 weights take?", [], [], api_name="/ask")
     assert "/doc/" in sources and "#page=" in sources  # the PDF source opens at its page
+
+
+def test_listening_beyond_this_machine_without_a_password_is_refused(corpus_index):
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    refused = subprocess.run([sys.executable, "app.py", "--host", "0.0.0.0", "--index", str(corpus_index)], cwd=ROOT,
+                             capture_output=True, text=True, timeout=120, env={**__import__("os").environ, "RAG_AUTH": ""})
+    assert refused.returncode == 2
+    assert "--host 0.0.0.0" in refused.stderr and "--auth USER:PASSWORD" in refused.stderr
+
+
+def test_with_a_password_every_address_asks_for_it(corpus_index, tmp_path):
+    import base64
+    import hashlib
+    import urllib.error
+
+    from gradio_client import Client
+
+    from tests.conftest import CORPUS
+
+    header = "Basic " + base64.b64encode(b"alice:correct horse").decode()
+    note = hashlib.sha256((CORPUS / "rlhf.md").read_bytes()).hexdigest()
+    with running_app("--index", str(corpus_index), "--library", str(tmp_path), env={"RAG_AUTH": "alice:correct horse"},
+                     ready=header) as url:
+        for path in ("", "config", f"doc/{note}", "gradio_api/info"):
+            with pytest.raises(urllib.error.HTTPError) as refused:
+                urllib.request.urlopen(url + path, timeout=10)
+            assert refused.value.code == 401, path
+        with urllib.request.urlopen(urllib.request.Request(f"{url}doc/{note}", headers={"Authorization": header}),
+                                    timeout=10) as response:
+            assert response.read() == (CORPUS / "rlhf.md").read_bytes()
+        client = Client(url, verbose=False, headers={"Authorization": header})
+        _, _, sources = client.predict("What does the reward model learn from?", [], [], api_name="/ask")
+        assert "rlhf.md" in sources
