@@ -68,6 +68,15 @@ def ask(page, question: str) -> None:
     page.click("#ask")
 
 
+def answer(page, question: str) -> None:
+    """Ask and wait for the checked answer. The question shows in the chat in the same update that
+    clears the previous sources, so the wait cannot be satisfied by the last answer's sources."""
+    asked = page.locator("#chat [data-testid='user']").count()
+    ask(page, question)
+    page.wait_for_function(f"() => document.querySelectorAll('#chat [data-testid=user]').length === {asked + 1}")
+    page.wait_for_function(ANSWER_DONE)
+
+
 def bot_text(page) -> str:
     bots = page.locator("#chat [data-testid='bot']")
     return bots.last.inner_text() if bots.count() else ""
@@ -84,10 +93,12 @@ def test_an_answer_streams_in_with_citations_and_sources_that_open_the_cited_pdf
         lengths.add(len(bot_text(page)))
         time.sleep(0.05)
     assert len(lengths - {0, 1}) >= 3, "the answer did not arrive in pieces"
-    answer, sources = bot_text(page), page.inner_text("#sources")
-    cited = set(re.findall(r"\[(\d+)\]", answer))
+    written, sources = bot_text(page), page.inner_text("#sources")
+    cited = set(re.findall(r"\[(\d+)\]", written))
     listed = set(re.findall(r"^\[(\d+)\] ", sources, re.M))
     assert cited and cited <= listed  # every citation in the answer has its numbered source
+    assert sources.startswith("Evidence") and page.locator("#sources li").count() >= 1  # found without the model
+    assert page.locator("#sources blockquote strong").count() >= 1  # the supporting sentence, highlighted
     match = re.search(r"^\[(\d+)\] llm-handbook\.pdf, page (\d+)", sources, re.M)
     assert match, sources
     page_number = match.group(2)
@@ -103,6 +114,11 @@ def test_an_answer_streams_in_with_citations_and_sources_that_open_the_cited_pdf
     assert pdf_tab.url == app[0].rstrip("/") + link.get_attribute("href")
     served = page.request.get(pdf_tab.url.split("#")[0])
     assert served.headers["content-type"] == "application/pdf" and served.body() == pdf
+
+    # A follow-up: alone, "How big does it get?" finds no KV-cache passage; with the conversation it does.
+    answer(page, "What does the KV cache store?")
+    answer(page, "How big does it get?")
+    assert re.search(r"^\[1\] kv-cache\.md", page.inner_text("#sources"), re.M)
 
 
 def test_an_uploaded_file_is_indexed_answered_from_and_removed(page, app, tmp_path):
