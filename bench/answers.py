@@ -31,7 +31,7 @@ def main() -> None:
     from rag.embeddings import SentenceTransformerEmbedder
     from rag.indexing import ingest
     from rag.pipeline import Pipeline
-    from tests.conftest import corpus_questions
+    from tests.questions import corpus_questions
 
     index = args.index or Path(tempfile.mkdtemp(prefix="answers-")) / "index"
     settings = Settings(index_dir=index, temperature=0.0, model=args.model or "")

@@ -1,19 +1,17 @@
-"""Scale: a synthetic index of N chunks (default 100,000): how long it takes to load, and query latency.
+"""Query latency and index load time at the size of corpus/, and of synthetic indexes of N chunks.
 
-    python bench/scale.py [--chunks N] [--queries Q]
+    python bench/scale.py [--sizes corpus,10000,100000] [--queries Q] [--json]
 
-The chunks are random English-like text (words drawn from the corpus vocabulary with a Zipf law)
-with random unit vectors: embedding 100,000 real chunks would take about 45 minutes on 2 cores,
-and neither FAISS's flat search nor BM25 cares what the numbers mean. Queries are embedded by the
-real bundled model, so the latency includes query embedding, both retrievers, fusion and reranking.
+"corpus" ingests corpus/ for real and asks the questions of tests/corpus_questions.md. A number N
+builds a synthetic index of N chunks (bench/common.py: corpus words with random unit vectors) and
+asks Q queries of corpus words. Latency covers what a question costs before the language model:
+query embedding by the real bundled model, both retrievers, fusion and reranking.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import re
-import statistics
 import sys
 import tempfile
 import time
@@ -25,56 +23,63 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
+from bench.common import describe, finish, machine, percentile, write_synthetic_index  # noqa: E402
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--chunks", type=int, default=100_000)
-    parser.add_argument("--queries", type=int, default=50)
-    args = parser.parse_args()
 
+def measure(index: Path, questions: list[str], embedder) -> dict:
     from rag import store
-    from rag.chunking import Chunk
     from rag.config import Settings
-    from rag.embeddings import SentenceTransformerEmbedder
     from rag.retrieve import Retriever, choose_reranker
 
-    words = sorted(set(re.findall(r"[a-z]+", " ".join(p.read_text().lower() for p in (ROOT / "corpus").glob("*.md")))))
-    rng = np.random.default_rng(0)
-    weights = 1 / np.arange(1, len(words) + 1)
-    weights /= weights.sum()
-    index = Path(tempfile.mkdtemp(prefix="scale-")) / "index"
-    per_doc = 50
-    chunks, documents = [], []
-    for d in range(args.chunks // per_doc):
-        path = f"/synthetic/doc-{d:05d}.md"
-        documents.append(store.Document(path, f"{d:064x}", 1, None, per_doc, 0.0))
-        for o in range(per_doc):
-            text = " ".join(rng.choice(words, size=120, p=weights))
-            chunks.append(Chunk(path, text, o, None, f"Document {d} > Part {o}"))
-    vectors = rng.standard_normal((len(chunks), 384)).astype(np.float32)
-    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
-    started = time.perf_counter()
-    store.write(index, documents, chunks, vectors, "synthetic")
-    write_s = time.perf_counter() - started
-
     settings = Settings(index_dir=index)
-    embedder = SentenceTransformerEmbedder(settings.embedder_path)
     started = time.perf_counter()
     snapshot = store.load(index)
     load_s = time.perf_counter() - started
     started = time.perf_counter()
     retriever = Retriever(snapshot, embedder, settings, choose_reranker(snapshot, settings))
     build_s = time.perf_counter() - started
-    questions = [" ".join(rng.choice(words[:2000], size=8)) for _ in range(args.queries)]
-    retriever.search(questions[0])
+    retriever.search(questions[0])  # warm
     latencies = []
     for question in questions:
         started = time.perf_counter()
         retriever.search(question)
         latencies.append((time.perf_counter() - started) * 1000)
-    latencies.sort()
-    print(f"{len(chunks):,} chunks: write {write_s:.1f} s, load {load_s:.1f} s, BM25 + retriever build {build_s:.1f} s; "
-          f"query p50 {statistics.median(latencies):.1f} ms, p95 {latencies[int(len(latencies) * 0.95)]:.1f} ms")
+    return {"chunks": len(snapshot.chunks), "load_s": round(load_s, 3), "bm25_build_s": round(build_s, 3),
+            "p50_ms": round(percentile(latencies, 50), 2), "p95_ms": round(percentile(latencies, 95), 2),
+            "queries": len(questions)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", default="corpus,10000,100000", help="comma-separated: corpus and/or chunk counts")
+    parser.add_argument("--queries", type=int, default=50, help="queries per synthetic size (default 50)")
+    parser.add_argument("--json", action="store_true", help="print a JSON object as the last line")
+    args = parser.parse_args()
+
+    from rag.config import Settings, bundled_embedder_path
+    from rag.embeddings import SentenceTransformerEmbedder
+    from rag.indexing import ingest
+    from tests.questions import corpus_questions
+
+    info = machine()
+    embedder = SentenceTransformerEmbedder(bundled_embedder_path())
+    rows = {}
+    print(f"machine: {describe(info)}")
+    print(f"{'index':<10}{'chunks':>9}{'load s':>8}{'BM25 s':>8}{'p50 ms':>8}{'p95 ms':>8}")
+    with tempfile.TemporaryDirectory(prefix="scale-") as work:
+        for size in args.sizes.split(","):
+            index = Path(work) / f"index-{size}"
+            if size == "corpus":
+                ingest([ROOT / "corpus"], Settings(index_dir=index), embedder)
+                questions = [q for q, _, _ in corpus_questions()]
+            else:
+                words = write_synthetic_index(index, int(size))
+                rng = np.random.default_rng(1)
+                questions = [" ".join(rng.choice(words[:2000], size=8)) for _ in range(args.queries)]
+            row = rows[size] = measure(index, questions, embedder)
+            print(f"{size:<10}{row['chunks']:>9,}{row['load_s']:>8.2f}{row['bm25_build_s']:>8.2f}"
+                  f"{row['p50_ms']:>8.1f}{row['p95_ms']:>8.1f}", flush=True)
+    finish({"machine": info, "sizes": rows}, args.json)
 
 
 if __name__ == "__main__":

@@ -69,6 +69,7 @@ class Settings:
     n_gpu_layers: int = field(default=0, metadata={"env": "RAG_GPU_LAYERS", "help": "layers offloaded to a GPU; -1 means all"})
     temperature: float = field(default=0.1, metadata={"env": "RAG_TEMPERATURE", "help": "sampling temperature"})
     max_tokens: int = field(default=384, metadata={"env": "RAG_MAX_TOKENS", "help": "longest answer, in model tokens"})
+    embed_precision: str = field(default="auto", metadata={"env": "RAG_EMBED_PRECISION", "help": "auto (bfloat16 where the CPU has it in hardware, else float32), float32 or bfloat16"})
     embed_batch: int = field(default=512, metadata={"env": "RAG_EMBED_BATCH", "help": "chunks embedded together while ingesting; a kill loses at most one batch"})
     max_file_mb: int = field(default=100, metadata={"env": "RAG_MAX_FILE_MB", "help": "larger files are reported, not read"})
     max_pages: int = field(default=5000, metadata={"env": "RAG_MAX_PAGES", "help": "PDFs with more pages are reported, not read"})
@@ -94,6 +95,7 @@ class Settings:
             "n_gpu_layers": self.n_gpu_layers >= -1,
             "temperature": 0.0 <= self.temperature <= 2.0,
             "max_tokens": self.max_tokens > 0,
+            "embed_precision": self.embed_precision in ("auto", "float32", "bfloat16"),
             "embed_batch": self.embed_batch > 0,
             "max_file_mb": self.max_file_mb > 0,
             "max_pages": self.max_pages > 0,
@@ -145,6 +147,7 @@ _RULES = {
     "n_gpu_layers": "use -1 (all), 0 (none) or a layer count",
     "temperature": "use a value from 0 to 2",
     "max_tokens": "use a number above 0",
+    "embed_precision": "use auto, float32 or bfloat16",
     "embed_batch": "use a number above 0",
     "max_file_mb": "use a number of megabytes above 0",
     "max_pages": "use a number above 0",

@@ -84,7 +84,7 @@ class Pipeline:
 
     def __init__(self, settings: Settings, embedder: Embedder | None = None, generator: Generator | None = None) -> None:
         self.settings = settings
-        self.embedder = embedder or SentenceTransformerEmbedder(settings.embedder_path)
+        self.embedder = embedder or SentenceTransformerEmbedder(settings.embedder_path, precision=settings.embed_precision)
         self._generator = generator
         self._cross_encoder = CrossEncoderReranker(settings.reranker) if settings.reranker else None
         self._retriever: Retriever | None = None

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import contextlib
 import os
-import re
 from pathlib import Path
 
 import pytest
+
+from tests.questions import corpus_questions  # noqa: F401 - the tests' import point
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -15,16 +16,6 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 ROOT = Path(__file__).resolve().parent.parent
 CORPUS = ROOT / "corpus"
-
-
-def corpus_questions() -> list[tuple[str, str, int | None]]:
-    """(question, expected file name, expected page or None) from tests/corpus_questions.md."""
-    rows = []
-    for line in (Path(__file__).parent / "corpus_questions.md").read_text(encoding="utf-8").splitlines():
-        match = re.match(r"(.+?) -- (\S+)(?: p\.(\d+))?\s*$", line)
-        if match:
-            rows.append((match.group(1), match.group(2), int(match.group(3)) if match.group(3) else None))
-    return rows
 
 
 class WordCounter:

@@ -1,0 +1,98 @@
+"""What the speed benches share: the machine's description, percentiles, JSON output and generated test data."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import platform
+import re
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def machine() -> dict[str, Any]:
+    """Cores, memory and CPU of this machine, and when the bench ran."""
+    memory_kb = 0
+    model = platform.processor() or platform.machine()
+    try:
+        memory_kb = int(re.search(r"MemTotal:\s+(\d+)", Path("/proc/meminfo").read_text())[1])
+        model = re.search(r"model name\s*:\s*(.+)", Path("/proc/cpuinfo").read_text())[1].strip()
+    except (OSError, TypeError):
+        pass
+    return {"cores": os.cpu_count(), "memory_gib": round(memory_kb / 1024 / 1024, 1), "cpu": model,
+            "python": platform.python_version(), "date": time.strftime("%Y-%m-%d")}
+
+
+def describe(info: dict[str, Any]) -> str:
+    return f"{info['cores']} cores, {info['memory_gib']} GiB, {info['cpu']}, Python {info['python']}, {info['date']}"
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """The q-th percentile (0-100), by linear interpolation, as numpy computes it."""
+    return float(np.percentile(np.asarray(values, dtype=float), q))
+
+
+def finish(result: dict[str, Any], as_json: bool) -> None:
+    """With --json the last line of output is the whole result as one JSON object."""
+    if as_json:
+        print(json.dumps(result))
+
+
+def make_pdf_module():
+    spec = importlib.util.spec_from_file_location("make_pdf", ROOT / "corpus" / "make_pdf.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def write_pdf_folder(folder: Path, pages: int) -> tuple[int, int]:
+    """About `pages` pages of multi-page PDFs made from the corpus notes; returns (files, pages) written.
+
+    Every line of every book is marked with its book number, so no two chunks share a text and
+    nothing can be deduplicated: each book costs what a new document would.
+    """
+    make_pdf = make_pdf_module()
+    notes = [(p.stem, p.read_text(encoding="utf-8")) for p in sorted((ROOT / "corpus").glob("*.md"))]
+    folder.mkdir(parents=True, exist_ok=True)
+    written = books = 0
+    while written < pages:
+        marked = ["\n".join(line if line.startswith("#") or not line.strip() else f"(book {books}) {line}"
+                            for line in text.splitlines()) for _, text in notes]
+        book_pages = make_pdf.markdown_to_pages("\n\n".join(marked))
+        book_pages = book_pages[: pages - written]
+        make_pdf.write_pdf(folder / f"book-{books:03d}.pdf", book_pages, title=f"Study notes, book {books}")
+        written += len(book_pages)
+        books += 1
+    return books, written
+
+
+def write_synthetic_index(index_dir: Path, chunks: int, seed: int = 0) -> list[str]:
+    """An index of `chunks` chunks of English-like text (corpus words, Zipf-distributed) with random unit vectors.
+
+    Embedding 100,000 real chunks would take about 45 minutes on 2 cores, and neither FAISS's flat
+    search nor BM25 cares what the numbers mean. Returns the vocabulary, for making queries.
+    """
+    from rag import store
+    from rag.chunking import Chunk
+
+    words = sorted(set(re.findall(r"[a-z]+", " ".join(p.read_text().lower() for p in (ROOT / "corpus").glob("*.md")))))
+    rng = np.random.default_rng(seed)
+    weights = 1 / np.arange(1, len(words) + 1)
+    weights /= weights.sum()
+    per_doc = 50
+    made, documents = [], []
+    for d in range(max(1, chunks // per_doc)):
+        path = f"/synthetic/doc-{d:05d}.md"
+        documents.append(store.Document(path, f"{d:064x}", 1, None, per_doc, 0.0))
+        for o in range(per_doc):
+            made.append(Chunk(path, " ".join(rng.choice(words, size=120, p=weights)), o, None, f"Document {d} > Part {o}"))
+    vectors = rng.standard_normal((len(made), 384)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    store.write(index_dir, documents, made, vectors, "synthetic")
+    return words
