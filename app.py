@@ -77,6 +77,15 @@ def sources_markdown(answer: Answer, links: dict[str, str] | None = None) -> str
     return "\n".join(lines)
 
 
+def index_status(pipeline: Pipeline) -> str:
+    """One line at the top of the page: what is indexed, or in one sentence why the index cannot be used."""
+    try:
+        snapshot = pipeline.retriever.snapshot
+    except RagError as exc:
+        return f"⚠️ **The index cannot be used:** {exc}"
+    return f"Index: {len(snapshot.documents)} documents, {len(snapshot.chunks)} passages."
+
+
 def document_choices(pipeline: Pipeline) -> list[tuple[str, str]]:
     """(file name, path) of every indexed document, for the "search only in" control."""
     try:
@@ -226,6 +235,7 @@ def build_app(pipeline: Pipeline):
     suffixes = sorted(loaders.SUPPORTED_SUFFIXES)
     with gr.Blocks(title="Chat with your documents", analytics_enabled=False) as demo:
         gr.Markdown("## Chat with your documents\nAnswers come from your indexed files only, with numbered citations.")
+        status = gr.Markdown(index_status(pipeline), elem_id="index-status")
         with gr.Tabs():
             with gr.Tab("Chat", id="chat-tab"):
                 with gr.Row():
@@ -280,7 +290,8 @@ def build_app(pipeline: Pipeline):
 
         def refreshed():
             choices = document_choices(pipeline)
-            return gr.Dropdown(choices=choices), gr.Dropdown(choices=choices, value=None), library_markdown(pipeline.settings)
+            return (gr.Dropdown(choices=choices), gr.Dropdown(choices=choices, value=None), library_markdown(pipeline.settings),
+                    index_status(pipeline))
 
         def uploaded(files):
             yield from upload_files(pipeline, files)
@@ -310,13 +321,13 @@ def build_app(pipeline: Pipeline):
                                     api_visibility="private", **answering)
         stop.click(stop_answer, None, None, queue=False, api_visibility="private")
         new_chat.click(start_over, None, [question, chatbot, sources], queue=False, api_visibility="private")
-        demo.load(refreshed, None, [within, to_remove, documents], api_visibility="private", queue=False)
+        demo.load(refreshed, None, [within, to_remove, documents, status], api_visibility="private", queue=False)
         for box in (upload, upload_folder):
             box.upload(uploaded, box, progress, api_visibility="private", concurrency_id="library", concurrency_limit=1
-                       ).then(refreshed, None, [within, to_remove, documents], queue=False, api_visibility="private"
+                       ).then(refreshed, None, [within, to_remove, documents, status], queue=False, api_visibility="private"
                        ).then(lambda: None, None, box, queue=False, api_visibility="private")
         remove.click(remove_one, to_remove, removed, api_visibility="private", concurrency_id="library"
-                     ).then(refreshed, None, [within, to_remove, documents], queue=False, api_visibility="private")
+                     ).then(refreshed, None, [within, to_remove, documents, status], queue=False, api_visibility="private")
         apply.click(apply_settings, [model, top_k, rerank, temperature], in_force, api_visibility="private",
                     concurrency_id="answer")
     return demo

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sqlite3
 import sys
 import time
 from pathlib import Path
@@ -21,6 +22,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("paths", nargs="*", type=Path, metavar="PATH", help="files or folders to index")
     parser.add_argument("--list", action="store_true", help="show the indexed documents with page and chunk counts")
     parser.add_argument("--remove", nargs="+", type=Path, metavar="PATH", help="remove these files (or folders) from the index")
+    parser.add_argument("--rebuild", action="store_true",
+                        help="build the index anew (for a damaged one) from the documents it recorded, the library "
+                             "folder and any PATH given")
     parser.add_argument("--chunk-tokens", type=int, help="largest chunk in embedder tokens (default 200)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     settings_arguments(parser)
@@ -30,8 +34,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    if not (args.paths or args.list or args.remove):
-        parser.error("give at least one PATH to index, or --list, or --remove PATH")
+    if not (args.paths or args.list or args.remove or args.rebuild):
+        parser.error("give at least one PATH to index, or --list, --remove PATH or --rebuild")
     try:
         settings = settings_from(args, chunk_tokens=args.chunk_tokens)
     except RagError as exc:
@@ -42,18 +46,21 @@ def main(argv: list[str] | None = None) -> int:
             return _remove(args.remove, settings)
         if args.list:
             return _list(settings)
+        if args.rebuild:
+            return _rebuild(args.paths, settings, show_progress=not args.quiet)
         return _ingest(args.paths, settings, show_progress=not args.quiet)
     except RagError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    except OSError as exc:  # the index folder could not be written: disk full, read-only, no permission
-        print(f"error: could not write the index in {settings.index_dir} ({exc.strerror or exc}); "
+    except (OSError, sqlite3.Error) as exc:  # the index folder could not be written: disk full, read-only, no permission
+        reason = getattr(exc, "strerror", None) or str(exc)
+        print(f"error: could not write the index in {settings.index_dir} ({reason}); "
               "free some space or choose another --index, then run again. The previous index is unchanged.",
               file=sys.stderr)
         return 2
 
 
-def _ingest(paths: list[Path], settings, show_progress: bool) -> int:
+def _ingest(paths: list[Path], settings, show_progress: bool, fresh: bool = False) -> int:
     from tqdm import tqdm
 
     from rag.embeddings import LazyEmbedder
@@ -74,7 +81,8 @@ def _ingest(paths: list[Path], settings, show_progress: bool) -> int:
         print(f"Another ingest is writing {settings.index_dir}; waiting for it to finish...", file=sys.stderr, flush=True)
 
     try:
-        report = ingest(paths, settings, LazyEmbedder(settings.embedder_path), progress, on_wait=waiting)
+        report = ingest(paths, settings, LazyEmbedder(settings.embedder_path, settings.embed_precision), progress,
+                        on_wait=waiting, fresh=fresh)
     finally:
         bar.close()
     for failure in report.failed:
@@ -86,6 +94,27 @@ def _ingest(paths: list[Path], settings, show_progress: bool) -> int:
               file=sys.stderr)
         return 1
     return 0
+
+
+def _rebuild(paths: list[Path], settings, show_progress: bool) -> int:
+    """A fresh index from what the old one recorded, the library folder and `paths`; the old one stays until it is done."""
+    from rag import store
+
+    recorded = [Path(p) for p in store.recorded_paths(settings.index_dir)]
+    missing = [p for p in recorded if not p.exists()]
+    sources = [p for p in recorded if p.exists()] + list(paths)
+    if settings.library_dir.is_dir():
+        sources.append(settings.library_dir)
+    for path in missing:
+        print(f"not rebuilt: {path} was indexed but no longer exists", file=sys.stderr)
+    if not sources:
+        print(f"error: nothing to rebuild {settings.index_dir} from: it recorded no readable documents and there is "
+              f"no library folder {settings.library_dir}; give the folders to index.", file=sys.stderr)
+        return 1
+    print(f"rebuilding {settings.index_dir} from {len(recorded) - len(missing)} recorded documents"
+          f"{', the library' if settings.library_dir.is_dir() else ''}{f' and {len(paths)} more paths' if paths else ''}",
+          file=sys.stderr)
+    return _ingest(sources, settings, show_progress, fresh=True)
 
 
 def _list(settings) -> int:

@@ -155,12 +155,17 @@ def _classify(path: Path, found: dict[Path, None], skipped: list[Path], failures
 
 
 def ingest(paths: Sequence[Path], settings: Settings, embedder: Embedder,
-           progress: Callable[[Progress], None] | None = None, on_wait: Callable[[], None] | None = None) -> IngestReport:
-    """Add new files, replace changed ones, drop files gone from the folders given, keep the rest."""
+           progress: Callable[[Progress], None] | None = None, on_wait: Callable[[], None] | None = None,
+           fresh: bool = False) -> IngestReport:
+    """Add new files, replace changed ones, drop files gone from the folders given, keep the rest.
+
+    fresh=True ignores what the index holds (a rebuild of a damaged one): the new generation holds
+    only `paths`, and replaces the old one when it is complete, not before.
+    """
     started = time.perf_counter()
     files, skipped, failures, roots = find_files(paths)
     with store.writer_lock(settings.index_dir, on_wait=on_wait):
-        state, old_embedder = _load_existing(settings.index_dir)
+        state, old_embedder = (_State(), None) if fresh else _load_existing(settings.index_dir)
         if old_embedder is not None and old_embedder != embedder.name:
             raise StoreError(
                 f"The index in {settings.index_dir} was built with the embedder {old_embedder!r}, not {embedder.name!r}; "

@@ -6,7 +6,7 @@ Layout of an index folder:
     gen-000007/        one complete, immutable snapshot
         chunks.sqlite  documents and chunks (text and metadata)
         dense.faiss    inner-product FAISS index; row i is chunk id i
-        meta.json      format version and the embedder that made the vectors
+        meta.json      format version, the embedder that made the vectors, SHA-256 of the two files
     LOCK               held by the one ingest that may write
 
 A writer builds a new generation folder beside the old one and then replaces CURRENT with
@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
 import json
 import os
 import shutil
@@ -110,14 +111,17 @@ def load(index_dir: Path) -> Snapshot:
             meta = json.loads((folder / "meta.json").read_text(encoding="utf-8"))
             if meta.get("format") != FORMAT_VERSION:
                 raise StoreError(f"Index {folder} has format {meta.get('format')}, this version reads {FORMAT_VERSION}; re-ingest into a new folder.")
+            _check_digests(folder, meta.get("sha256") or {})
             documents, chunks = _read_sqlite(folder / "chunks.sqlite")
             vectors = faiss.read_index(str(folder / "dense.faiss"))
+            if vectors.ntotal != len(chunks):
+                raise StoreError(f"Index {folder} is damaged ({vectors.ntotal} vectors for {len(chunks)} chunks); {rebuild_hint(index_dir)}")
         except FileNotFoundError:
             if current_generation(index_dir) != generation and attempt < 2:
                 continue  # a writer replaced the generation while we read it; read the new one
-            raise StoreError(f"Index generation {folder} is missing files; re-run the ingest to rebuild it.") from None
-        except (sqlite3.DatabaseError, json.JSONDecodeError, RuntimeError) as exc:
-            raise StoreError(f"Index {folder} is damaged ({exc}); re-run the ingest into a new --index folder to rebuild it.") from None
+            raise StoreError(f"Index generation {folder} is missing files; {rebuild_hint(index_dir)}") from None
+        except (sqlite3.DatabaseError, json.JSONDecodeError, RuntimeError, KeyError, ValueError) as exc:
+            raise StoreError(f"Index {folder} is damaged ({exc}); {rebuild_hint(index_dir)}") from None
         return Snapshot(generation, documents, chunks, vectors, meta["embedder"], int(meta["dim"]))
     raise StoreError(f"Index in {index_dir} kept changing while loading; try again when the ingest has finished.")  # pragma: no cover
 
@@ -142,9 +146,11 @@ def write(index_dir: Path, documents: Sequence[Document], chunks: Sequence[Chunk
             flat.add(np.ascontiguousarray(vectors, dtype=np.float32))
         faiss.write_index(flat, str(staging / "dense.faiss"))
         meta = {"format": FORMAT_VERSION, "embedder": embedder, "dim": dim, "chunks": len(chunks), "created": time.time()}
-        (staging / "meta.json").write_text(json.dumps(meta, indent=1), encoding="utf-8")
-        for name in ("chunks.sqlite", "dense.faiss", "meta.json"):
+        for name in ("chunks.sqlite", "dense.faiss"):
             _fsync(staging / name)
+        meta["sha256"] = {name: _sha256(staging / name) for name in DIGESTED}
+        (staging / "meta.json").write_text(json.dumps(meta, indent=1), encoding="utf-8")
+        _fsync(staging / "meta.json")
         os.replace(staging, index_dir / generation)
         _fsync_dir(index_dir)
         pointer = index_dir / "CURRENT.tmp"
@@ -176,6 +182,42 @@ def writer_lock(index_dir: Path, wait: bool = True, on_wait: Callable[[], None] 
             yield
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+DIGESTED = ("chunks.sqlite", "dense.faiss")
+
+
+def rebuild_hint(index_dir: Path) -> str:
+    return (f"rebuild it with `python ingest.py --rebuild --index {index_dir}` (it re-reads the documents the index "
+            "recorded and the library folder; add folders to include more)")
+
+
+def _sha256(path: Path) -> str:
+    with open(path, "rb") as handle:
+        return hashlib.file_digest(handle, "sha256").hexdigest()
+
+
+def _check_digests(folder: Path, digests: dict[str, str]) -> None:
+    """A flipped byte or a truncated file is caught here, before anything is served from it."""
+    for name in DIGESTED:
+        expected = digests.get(name)
+        if expected is not None and _sha256(folder / name) != expected:
+            raise ValueError(f"{name} does not match the checksum written with it")
+
+
+def recorded_paths(index_dir: Path) -> list[str]:
+    """The document paths the generation in force recorded, read even when the rest of it is damaged."""
+    generation = current_generation(index_dir)
+    if generation is None:
+        return []
+    try:
+        con = sqlite3.connect(f"file:{index_dir / generation / 'chunks.sqlite'}?mode=ro", uri=True)
+        try:
+            return [row[0] for row in con.execute("SELECT path FROM documents ORDER BY path")]
+        finally:
+            con.close()
+    except sqlite3.Error:
+        return []
 
 
 def _read_sqlite(path: Path) -> tuple[tuple[Document, ...], tuple[Chunk, ...]]:

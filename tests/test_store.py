@@ -68,7 +68,7 @@ def test_vectors_and_chunks_must_agree(tmp_path):
     con.execute("DELETE FROM chunks WHERE id = 2")
     con.commit()
     con.close()
-    with pytest.raises(StoreError, match="inconsistent"):
+    with pytest.raises(StoreError, match="damaged|inconsistent"):
         store.load(tmp_path)
 
 
