@@ -222,6 +222,8 @@ def upload_files(pipeline: Pipeline, files: list | None) -> Iterator[str]:
             stored.append(library.add_upload(temp, name, pipeline.settings))
         except RagError as exc:
             refused.append(library.FileStatus(library.safe_name(name), "", "failed", getattr(exc, "reason", str(exc))))
+        finally:
+            temp.unlink(missing_ok=True)  # Gradio's upload copy: the library copy is the one kept
     if not stored:
         yield status_markdown(refused) or "*No file was uploaded.*"
         return

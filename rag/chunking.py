@@ -5,13 +5,20 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Iterator
 
 from rag.loaders import Section
 
 TokenCounter = Callable[[str], int]
 
 _PARAGRAPH = re.compile(r"\n\s*\n")
+_SPACES = re.compile(r"\s+")
+_WORD = re.compile(r"\S+")
+# Hostile input (a 100 MB line, one giant "word") must never reach the tokenizer whole: a sentence longer
+# than this is counted word by word, and a word longer than this is cut into pieces of this many characters.
+_MAX_COUNTED_CHARS = 20_000
+_MAX_WORD_CHARS = 100
+_MAX_HEADING_CHARS = 1_000
 # A sentence ends at . ! or ? followed by space and a capital, digit, quote or bracket.
 _SENTENCE_END = re.compile(r"(?<=[.!?])[\"')\]]?\s+(?=[\"'(\[A-Z0-9])")
 
@@ -71,9 +78,10 @@ def chunk_sections(sections: Iterable[Section], count_tokens: TokenCounter, max_
         raise ValueError(f"overlap must be between 0 and max_tokens - 1, got {overlap}")
     chunks: list[Chunk] = []
     for section in sections:
-        prefix_cost = count_tokens(section.heading) - count_tokens("") + 1 if section.heading else 0
+        too_long = len(section.heading) > _MAX_HEADING_CHARS
+        prefix_cost = count_tokens(section.heading) - count_tokens("") + 1 if section.heading and not too_long else 0
         budget = max_tokens - prefix_cost
-        if budget < max(8, overlap + 1):
+        if too_long or budget < max(8, overlap + 1):
             budget, heading = max_tokens, ""  # an absurdly long heading is dropped rather than starving the text
         else:
             heading = section.heading
@@ -89,7 +97,7 @@ def _merge_fragments(chunks: list[Chunk], count_tokens: TokenCounter, max_tokens
     for chunk in chunks:
         if pending is not None:
             joined = _joined(pending, chunk)
-            if pending.page == chunk.page and count_tokens(joined.indexed_text) <= max_tokens:
+            if pending.page == chunk.page and _fits(joined, count_tokens, max_tokens):
                 chunk = joined
             else:
                 out.append(pending)
@@ -97,7 +105,7 @@ def _merge_fragments(chunks: list[Chunk], count_tokens: TokenCounter, max_tokens
         if count_tokens(chunk.text) < min_tokens:
             if out and out[-1].page == chunk.page:
                 joined = _joined(out[-1], chunk)
-                if count_tokens(joined.indexed_text) <= max_tokens:
+                if _fits(joined, count_tokens, max_tokens):
                     out[-1] = joined
                     continue
             pending = chunk
@@ -106,6 +114,11 @@ def _merge_fragments(chunks: list[Chunk], count_tokens: TokenCounter, max_tokens
     if pending is not None:
         out.append(pending)
     return out
+
+
+def _fits(chunk: Chunk, count_tokens: TokenCounter, max_tokens: int) -> bool:
+    # The length cap stops text the tokenizer sees nothing in (control characters) from merging without end.
+    return len(chunk.indexed_text) <= _MAX_COUNTED_CHARS and count_tokens(chunk.indexed_text) <= max_tokens
 
 
 def _joined(first: Chunk, second: Chunk) -> Chunk:
@@ -128,12 +141,13 @@ def _units(text: str, count_tokens: TokenCounter, budget: int) -> list[_Unit]:
     special = count_tokens("")
     units: list[_Unit] = []
     for paragraph in _PARAGRAPH.split(text):
-        paragraph = " ".join(paragraph.split())
+        paragraph = _SPACES.sub(" ", paragraph).strip()  # not " ".join(split()): no list of millions of words
         if not paragraph:
             continue
         first = True
         for sentence in _SENTENCE_END.split(paragraph):
-            cost = count_tokens(sentence) - special
+            # At least one token, so that a chunk holds at most `budget` units, whatever the tokenizer drops.
+            cost = max(1, count_tokens(sentence) - special) if len(sentence) <= _MAX_COUNTED_CHARS else budget
             pieces = [(sentence, cost)] if cost + special <= budget else _split_words(sentence, count_tokens, budget - special)
             for piece, piece_cost in pieces:
                 units.append(_Unit(piece, piece_cost, first))
@@ -146,16 +160,30 @@ def _split_words(sentence: str, count_tokens: TokenCounter, budget: int) -> list
     pieces: list[tuple[str, int]] = []
     words: list[str] = []
     used = 0
-    for word in sentence.split():
-        cost = max(1, count_tokens(word) - special)
-        if words and used + cost > budget:
-            pieces.append((" ".join(words), used))
-            words, used = [], 0
-        words.append(word)
-        used += cost
+    for match in _WORD.finditer(sentence):
+        for word, cost in _word_parts(match.group(), count_tokens, special, budget):
+            if words and used + cost > budget:
+                pieces.append((" ".join(words), used))
+                words, used = [], 0
+            words.append(word)
+            used += cost
     if words:
         pieces.append((" ".join(words), used))
     return pieces
+
+
+def _word_parts(word: str, count_tokens: TokenCounter, special: int, budget: int) -> Iterator[tuple[str, int]]:
+    """A word as pieces of at most _MAX_WORD_CHARS characters, each halved until it fits the budget."""
+    for start in range(0, len(word), _MAX_WORD_CHARS):
+        todo = [word[start:start + _MAX_WORD_CHARS]]
+        while todo:
+            part = todo.pop()
+            cost = max(1, count_tokens(part) - special)
+            if cost > budget and len(part) > 1:
+                half = len(part) // 2
+                todo += [part[half:], part[:half]]  # the first half is popped first
+            else:
+                yield part, cost
 
 
 def _join(units: list[_Unit]) -> str:
@@ -170,16 +198,18 @@ def _pack(units: list[_Unit], count_tokens: TokenCounter, budget: int, overlap: 
     texts: list[str] = []
     current: list[_Unit] = []
     fresh = 0  # units in `current` that did not come from the previous chunk's overlap
+    used = 0  # tokens of the units in `current`, kept as a running sum (re-adding them is quadratic)
     i = 0
     while i < len(units) or fresh:
         unit = units[i] if i < len(units) else None
-        if unit is not None and not (current and sum(u.tokens for u in current) + unit.tokens + special > budget):
+        if unit is not None and not (current and used + unit.tokens + special > budget):
             current.append(unit)
+            used += unit.tokens
             fresh += 1
             i += 1
             continue
         if fresh == 0:
-            current = []  # the carried overlap cannot sit beside this unit; start clean
+            current, used = [], 0  # the carried overlap cannot sit beside this unit; start clean
             continue
         # Piece counts do not always add up to the real count; hand units back until it fits.
         while len(current) > 1 and count_tokens(_join(current)) > budget:
@@ -193,6 +223,7 @@ def _pack(units: list[_Unit], count_tokens: TokenCounter, budget: int, overlap: 
                 break
         texts.append(_join(current))
         current = _overlap_tail(current, overlap, count_tokens) if i < len(units) else []
+        used = sum(u.tokens for u in current)
         fresh = 0
     return texts
 

@@ -16,6 +16,14 @@ SYSTEM_PROMPT = (
     "End each sentence with the number of the source it comes from in square brackets, like [1]. "
     "If the sources do not contain the answer, say that the documents do not cover it."
 )
+# Chat-template control tokens (ChatML, Llama 2/3, Mistral, Gemma, Phi). A document that contains them
+# would otherwise open a fake system or assistant turn once the prompt is tokenized with special tokens.
+_CONTROL = re.compile(r"<\|[^|<>\s]{1,40}\|>|</?s>|\[/?INST\]|<</?SYS>>|<(?:start|end)_of_turn>", re.I)
+
+
+def as_data(text: str) -> str:
+    """Document text made safe to quote in a prompt: control tokens removed, whitespace collapsed."""
+    return " ".join(_CONTROL.sub(" ", text).split())
 
 Message = dict[str, str]
 
@@ -88,7 +96,7 @@ class LlamaGenerator:
 def source_block(n: int, label: str, text: str) -> str:
     """One numbered source for the prompt. Small models copy file labels into their answers, so the
     label goes in brackets after the text, where it reads as metadata."""
-    return f"[{n}] {' '.join(text.split())} (from {label})"
+    return f"[{n}] {as_data(text)} (from {as_data(label)})"
 
 
 def build_messages(question: str, blocks: Sequence[str], history: Sequence[Message], generator: Generator,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import zipfile
+import zlib
 from xml.etree import ElementTree
 
 from rag.errors import LoadError
@@ -25,11 +26,13 @@ def docx_sections(path: str, data: bytes, max_bytes: int) -> list[tuple[str, str
             if info.file_size > max_bytes:
                 raise LoadError(path, f"the document's text part unpacks to {info.file_size:,} bytes, over the limit of "
                                       f"{max_bytes:,}; it may be a decompression bomb")
-            xml = archive.read(info)
+            xml = _read_bounded(path, archive, info, max_bytes)
         root = ElementTree.fromstring(xml)
     except LoadError:
         raise
-    except (zipfile.BadZipFile, ElementTree.ParseError, OSError, ValueError, EOFError) as exc:
+    except (RuntimeError, NotImplementedError) as exc:  # zipfile: encrypted member, unknown compression method
+        raise LoadError(path, f"the Word file is encrypted or uses an unsupported packing ({exc}); save it again without a password") from None
+    except (zipfile.BadZipFile, zlib.error, ElementTree.ParseError, OSError, ValueError, EOFError) as exc:
         raise LoadError(path, f"the Word file is damaged or not a .docx ({exc}); open and save it again") from None
     body = root.find(f"{_W}body")
     if body is None:
@@ -61,6 +64,21 @@ def docx_sections(path: str, data: bytes, max_bytes: int) -> list[tuple[str, str
                 paragraphs.append(" | ".join(cells))
     flush()
     return sections
+
+
+def _read_bounded(path: str, archive: zipfile.ZipFile, info: zipfile.ZipInfo, max_bytes: int) -> bytes:
+    """The member's bytes, inflated 1 MB at a time: archive.read() inflates all the compressed data at once,
+    so a header that understates the size would still unpack a bomb in memory before the CRC check fails."""
+    parts: list[bytes] = []
+    total = 0
+    with archive.open(info) as member:
+        while piece := member.read(2**20):
+            total += len(piece)
+            if total > max_bytes:  # zipfile stops at the declared size; this holds even if it did not
+                raise LoadError(path, f"the document's text part unpacks to more than the limit of {max_bytes:,} bytes; "
+                                      "it may be a decompression bomb")
+            parts.append(piece)
+    return b"".join(parts)
 
 
 def _heading_level(paragraph: ElementTree.Element) -> int | None:

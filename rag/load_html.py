@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import re
 from html.parser import HTMLParser
 
 _SKIP = {"script", "style", "noscript", "template", "svg", "head", "iframe", "object"}
 _BLOCK = {"p", "div", "li", "ul", "ol", "tr", "table", "section", "article", "main", "header", "footer", "nav",
           "aside", "blockquote", "pre", "dd", "dt", "dl", "figure", "figcaption", "form", "hr", "br"}
 _HEADINGS = {f"h{i}": i for i in range(1, 7)}
+_OPENER = re.compile(r"<(!--|!\[)?")
+_COMMENT_CLOSE = re.compile(r"--\s*>")  # what html.parser looks for after "<!--"
+_SECTION_CLOSE = re.compile(r"]\s*>")  # the least that ends a "<![CDATA[" or other marked section
 _VOID = {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source", "track", "wbr"}
 
 
@@ -83,10 +87,39 @@ class _Collector(HTMLParser):
         self._flush()
 
 
+def _last_start(pattern: re.Pattern[str], text: str) -> int:
+    last = -1
+    for match in pattern.finditer(text):
+        last = match.start()
+    return last
+
+
+def _escape_unclosed(text: str) -> str:
+    """Turn "<" into "&lt;" where no closer follows anywhere, so html.parser reads it as the text it is anyway.
+
+    html.parser (CPython 3.11) rescans to the end of the document for every "</", "<!", "<![CDATA[" or
+    "<!--" that never closes, which is quadratic: a 1 MB file of "</" takes minutes. After the last
+    closer of its kind, such an opener can only ever be text, so escaping it changes nothing visible.
+    """
+    last_gt = text.rfind(">")
+    last_comment, last_section = _last_start(_COMMENT_CLOSE, text), _last_start(_SECTION_CLOSE, text)
+    out: list[str] = []
+    done = 0
+    for match in _OPENER.finditer(text):
+        start, kind = match.start(), match.group(1)
+        closer = last_comment if kind == "!--" else last_section if kind == "![" else last_gt
+        if closer < match.end():
+            out.append(text[done:start])
+            out.append("&lt;")
+            done = start + 1
+    out.append(text[done:])
+    return "".join(out)
+
+
 def html_sections(text: str) -> list[tuple[str, str]]:
     """(heading path, body text) in document order; the page title heads text before the first heading."""
     collector = _Collector()
-    collector.feed(text)
+    collector.feed(_escape_unclosed(text))
     collector.close()
     title = " ".join(collector.title.split())
     return [(heading or title, body) for heading, body in collector.sections]

@@ -8,13 +8,19 @@ from collections import Counter
 
 from rag.errors import LoadError
 
+# Contents lines are short; longer lines are not tried, since the lazy ".{2,}?" backtracks quadratically.
+_CONTENTS_LINE_CHARS = 300
 _DOT_LEADER_LINE = re.compile(r"^.{2,}?(?:\.{2,}|\s{2,}|\u2026+)\s*\d{1,4}$|^.{2,}\s\d{1,4}$")
 
 
-def pdf_pages(path: str, data: bytes, max_pages: int) -> list[tuple[int, str]]:
-    """(page number, text) for every page with text, headers/footers and contents pages removed."""
+def pdf_pages(path: str, data: bytes, max_pages: int, max_unpacked: int) -> list[tuple[int, str]]:
+    """(page number, text) for every page with text, headers/footers and contents pages removed.
+
+    The pages' content streams may unpack to at most `max_unpacked` bytes in all, checked before any
+    text is extracted, since extraction costs about a second per megabyte of content.
+    """
     import pypdf
-    from pypdf.errors import PdfReadError
+    from pypdf.errors import LimitReachedError, PyPdfError
 
     try:
         reader = pypdf.PdfReader(io.BytesIO(data))
@@ -28,16 +34,30 @@ def pdf_pages(path: str, data: bytes, max_pages: int) -> list[tuple[int, str]]:
         if len(reader.pages) > max_pages:
             raise LoadError(path, f"the PDF has {len(reader.pages)} pages, more than the limit of {max_pages}; "
                                   "raise RAG_MAX_PAGES to index it")
+        _check_unpacked_size(path, reader.pages, max_unpacked)
         pages = [(n, _tidy(page.extract_text() or "")) for n, page in enumerate(reader.pages, start=1)]
     except LoadError:
         raise
-    except (PdfReadError, ValueError, KeyError, TypeError, AttributeError, OSError, RecursionError) as exc:
+    except LimitReachedError as exc:  # pypdf's own caps (75 MB per stream, 2 million tokens per content stream)
+        raise LoadError(path, f"the PDF is too large to unpack safely ({exc}); it may be a decompression bomb") from None
+    except (PyPdfError, ValueError, KeyError, TypeError, AttributeError, AssertionError, IndexError, OSError, RecursionError) as exc:
         raise LoadError(path, f"the PDF is damaged or not a PDF ({exc}); re-export or re-download it") from None
     pages = [(n, text) for n, text in _without_running_lines(pages) if text.strip()]
     if not pages:
         raise LoadError(path, "no extractable text; scanned? Run OCR on it first (for example with ocrmypdf)")
     content = [(n, text) for n, text in pages if not _is_contents_page(text)]
     return content or pages
+
+
+def _check_unpacked_size(path: str, pages, max_unpacked: int) -> None:
+    """LoadError when the page content streams inflate to more than `max_unpacked` bytes together."""
+    total = 0
+    for number, page in enumerate(pages, start=1):
+        contents = page.get_contents()
+        total += len(contents.get_data()) if contents is not None else 0
+        if total > max_unpacked:
+            raise LoadError(path, f"the PDF's page content unpacks to more than the limit of {max_unpacked / 2**20:.0f} MB "
+                                  f"(by page {number}); it may be a decompression bomb; raise RAG_MAX_FILE_MB to index it")
 
 
 def _tidy(text: str) -> str:
@@ -76,5 +96,5 @@ def _is_contents_page(text: str) -> bool:
     lines = [line.strip() for line in text.splitlines() if line.strip()]
     if len(lines) < 5:
         return False
-    listed = sum(1 for line in lines if _DOT_LEADER_LINE.match(line))
+    listed = sum(1 for line in lines if len(line) <= _CONTENTS_LINE_CHARS and _DOT_LEADER_LINE.match(line))
     return listed / len(lines) >= 0.6 and bool(re.search(r"contents|inhalt|sommaire|índice|\.{4,}", text, re.I))

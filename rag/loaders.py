@@ -13,7 +13,8 @@ SUPPORTED_SUFFIXES = {".pdf": "pdf", ".md": "markdown", ".markdown": "markdown",
 DEFAULT_MAX_BYTES = 100 * 1024 * 1024
 DEFAULT_MAX_PAGES = 5000
 
-_HEADING = re.compile(r"^(#{1,6})[ \t]+(.+?)[ \t#]*$")
+# Greedy body, trailing " #" stripped in Python: a lazy body before "[ \t#]*$" backtracks quadratically on long lines.
+_HEADING = re.compile(r"^(#{1,6})[ \t]+(.+)$")
 _FENCE = re.compile(r"^\s*(```|~~~)")
 # Single-byte Latin code pages that detectors confuse with each other on short texts.
 _LATIN_GUESSES = {"cp1250", "cp1252", "latin_1", "iso8859_1", "iso8859_2", "iso8859_15", "mac_roman", "cp850"}
@@ -49,7 +50,7 @@ def load(path: Path, data: bytes | None = None, max_bytes: int = DEFAULT_MAX_BYT
     if not data.strip():
         raise LoadError(name, "the file is empty")
     if kind == "pdf":
-        sections = [Section(name, text, page=n) for n, text in _pdf(name, data, max_pages)]
+        sections = [Section(name, text, page=n) for n, text in _pdf(name, data, max_pages, max_bytes)]
     elif kind == "docx":
         sections = [Section(name, text, heading=h) for h, text in _docx(name, data, max_bytes)]
     else:
@@ -129,17 +130,17 @@ def split_markdown(path: str, text: str) -> list[Section]:
             level = len(match.group(1))
             while stack and stack[-1][0] >= level:
                 stack.pop()
-            stack.append((level, match.group(2).strip()))
+            stack.append((level, (match.group(2).rstrip(" \t#") or match.group(2)[:1]).strip()))
         else:
             body.append(line)
     flush()
     return sections
 
 
-def _pdf(name: str, data: bytes, max_pages: int) -> list[tuple[int, str]]:
+def _pdf(name: str, data: bytes, max_pages: int, max_bytes: int) -> list[tuple[int, str]]:
     from rag.load_pdf import pdf_pages
 
-    return pdf_pages(name, data, max_pages)
+    return pdf_pages(name, data, max_pages, max_unpacked=max_bytes)
 
 
 def _docx(name: str, data: bytes, max_bytes: int) -> list[tuple[str, str]]:

@@ -9,7 +9,8 @@ from tests.conftest import running_app
 
 @pytest.fixture(scope="module")
 def server(corpus_index, tmp_path_factory):
-    with running_app("--index", str(corpus_index), "--library", str(tmp_path_factory.mktemp("library"))) as url:
+    library = tmp_path_factory.mktemp("library")
+    with running_app("--index", str(corpus_index), "--library", str(library), env={"RAG_MAX_FILE_MB": "1"}) as url:
         yield url
 
 
@@ -104,3 +105,32 @@ def test_with_a_password_every_address_asks_for_it(corpus_index, tmp_path):
         client = Client(url, verbose=False, headers={"Authorization": header})
         _, _, sources = client.predict("What does the reward model learn from?", [], [], api_name="/ask")
         assert "rlhf.md" in sources
+
+
+def _post_file(url: str, name: str, data: bytes) -> tuple[int, str]:
+    import urllib.error
+    import uuid
+
+    boundary = uuid.uuid4().hex
+    body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"files\"; filename=\"{name}\"\r\n"
+            f"Content-Type: application/octet-stream\r\n\r\n").encode() + data + f"\r\n--{boundary}--\r\n".encode()
+    request = urllib.request.Request(url + "gradio_api/upload", data=body, method="POST",
+                                     headers={"Content-Type": f"multipart/form-data; boundary={boundary}"})
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as refused:
+        return refused.code, refused.read().decode()
+
+
+def test_hostile_requests_are_refused(server, corpus_index):
+    import urllib.error
+
+    assert _post_file(server, "big.md", b"a" * (1024 * 1024 + 1))[0] == 413  # over RAG_MAX_FILE_MB
+    status, stored = _post_file(server, "../../escape.md", b"# hi\n")
+    assert status == 200 and "/../" not in stored and stored.count("escape.md") == 1
+    for outside in ("gradio_api/file=/etc/passwd", f"gradio_api/file={corpus_index}/CURRENT",
+                    "gradio_api/file=..%2F..%2Fetc%2Fpasswd", "doc/..%2F..%2Fetc%2Fpasswd"):
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(server + outside, timeout=10)
+        assert refused.value.code in (403, 404), outside

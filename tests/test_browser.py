@@ -170,6 +170,14 @@ def test_a_folder_upload_indexes_what_it_can_and_names_each_refused_file(page, a
     assert sorted(p.name for p in app[1].iterdir()) == ["ferries.txt"]  # refused files are not kept
     page.wait_for_selector("#documents :text('ferries.txt')")
 
+    # A name that tries to climb out of the library lands inside it, under its base name.
+    page.set_input_files("#upload input[type=file]", files=[{"name": "../../escape.md", "mimeType": "text/markdown",
+                                                            "buffer": b"# Escape\n\nThe lighthouse keeper logs the fog.\n"}])
+    page.wait_for_selector("#ingest-status :text('escape.md')")
+    page.wait_for_function("() => !/waiting|reading|embedding/.test(document.querySelector('#ingest-status').innerText)")
+    assert sorted(p.name for p in app[1].iterdir()) == ["escape.md", "ferries.txt"]
+    assert not (app[1].parent / "escape.md").exists() and not (app[1].parent.parent / "escape.md").exists()
+
 
 def test_stop_ends_the_answer_and_new_chat_starts_over(page):
     ask(page, "Explain in detail how the KV cache works during prefill and decode.")
