@@ -99,7 +99,8 @@ class Turns:
     """The answers being written, per browser session, and what their user asked for meanwhile.
 
     Stop and New chat do not cancel the event from outside: the answering loop sees the request
-    between two tokens and ends itself, so its last update is the one that stays on screen.
+    between two tokens and ends itself, so its last update is the one that stays on screen. A
+    question still waiting in the queue is not running yet, so Stop and New chat do not reach it.
     """
 
     def __init__(self) -> None:
