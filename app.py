@@ -12,7 +12,7 @@ from typing import Any, Iterator
 from rag import library, loaders, server
 from rag.cli import settings_arguments, settings_from
 from rag.errors import ConfigError, RagError
-from rag.pipeline import Answer, Partial, Pipeline
+from rag.pipeline import Answer, Found, Partial, Pipeline
 
 NO_SOURCES = "*The sources of each answer appear here: file, page, section and passage.*"
 STATE_MARK = {"waiting": "⏳ waiting", "reading": "📖 reading", "embedding": "🧮 embedding", "indexed": "✅ indexed",
@@ -33,13 +33,27 @@ def message_text(content: Any) -> str:
 
 
 def answer_markdown(answer: Answer) -> str:
-    """The checked answer: sentences no source supports are struck through in italics, with a warning."""
-    if not answer.sentences:
+    """The checked answer first; the model's sentences that no source supports below it, in italics with ⚠️.
+
+    When none passed, the best evidence is quoted as the answer and marked as quoted. A code block
+    is shown as code, never split into sentences.
+    """
+    if not answer.sentences and not answer.quoted:
         return answer.text
-    parts = [c.text if c.supported else f"*{c.text}* ⚠️" for c in answer.sentences]
-    note = ("\n\n<sub>⚠️ not supported by the sources it cites: check it against the evidence.</sub>"
-            if any(not c.supported for c in answer.sentences) else "")
-    return " ".join(parts) + note
+    unchecked = [c for c in answer.sentences if not c.supported]
+    if answer.quoted:
+        head = (f"> {answer.text}\n\n<sub>Quoted: the sentence in quotation marks is from your documents, the best evidence found; "
+                "any sentence after it is the model's, checked against its source.</sub>")
+    else:
+        head = " ".join(_shown(c.text) for c in answer.sentences if c.supported)
+    if not unchecked:
+        return head
+    rest = "\n\n".join(_shown(c.text) if c.text.startswith("```") else f"*{c.text}* ⚠️" for c in unchecked)
+    return f"{head}\n\n<sub>⚠️ Unchecked: the sources it cites do not say this; check it against the evidence.</sub>\n\n{rest}"
+
+
+def _shown(text: str) -> str:
+    return f"\n\n{text}\n\n" if text.startswith("```") else text
 
 
 def document_links(pipeline: Pipeline) -> dict[str, str]:
@@ -50,19 +64,30 @@ def document_links(pipeline: Pipeline) -> dict[str, str]:
         return {}
 
 
-def sources_markdown(answer: Answer, links: dict[str, str] | None = None) -> str:
-    """Evidence sentences first, then the sources numbered like the citations, with the supporting sentence in bold."""
+def sources_markdown(answer: Answer | Found, links: dict[str, str] | None = None) -> str:
+    """Evidence first, then the sources numbered like the citations, with the supporting sentence in bold.
+
+    Shown twice: from `Found` as soon as retrieval ends, before the model writes, then from the
+    checked `Answer`, which adds which sources are cited and what supports each sentence.
+    """
     if not answer.sources:
         return "*No passage of your documents answers this question.*"
-    cited = {s.n for s in answer.cited}
-    support = {s.n: s.sentence for c in answer.sentences if c.supported for s in c.support}
+    final = isinstance(answer, Answer)
+    cited = {s.n for s in answer.cited} if final else set()
+    support = {s.n: s.sentence for c in answer.sentences if c.supported for s in c.support} if final else {}
+    if final and answer.quoted and answer.evidence:
+        support[answer.evidence[0].n] = answer.evidence[0].lead  # the quoted sentence, in bold in its passage
     lines = []
     if answer.evidence:
         lines.append("**Evidence** (found without the model):\n")
-        lines += [f"- {e.sentence} [{e.n}]" for e in answer.evidence]
+        for e in answer.evidence:
+            also = f" <sub>also in {', '.join(e.also)}</sub>" if e.also else ""
+            lines.append(f"- {e.sentence} [{e.n}]{also}")
         lines.append("")
+    if not final:
+        lines.append("*Writing the answer…*\n")
     for source in answer.sources:
-        mark = "cited" if source.n in cited else "not cited"
+        mark = ("cited" if source.n in cited else "not cited") if final else "given to the model"
         text = source.text
         if source.n in support and support[source.n] in text:
             text = text.replace(support[source.n], f"**{support[source.n]}**", 1)
@@ -73,7 +98,8 @@ def sources_markdown(answer: Answer, links: dict[str, str] | None = None) -> str
             where = f"[open {Path(source.path).name}{f' at page {source.page}' if source.page else ''}]({target})"
         else:
             where = f"`{source.path}`"
-        lines.append(f"**[{source.n}] {source.label}** ({mark})  \n{where}\n\n{passage}\n")
+        also = f"  \nAlso in: {', '.join(source.also)}" if source.also else ""
+        lines.append(f"**[{source.n}] {source.label}** ({mark})  \n{where}{also}\n\n{passage}\n")
     return "\n".join(lines)
 
 
@@ -139,22 +165,29 @@ def respond(pipeline: Pipeline, question: str, history: list[dict], within: list
     turns.start(session)
     previous = model_history(history)
     chat = [*history, {"role": "user", "content": question}, {"role": "assistant", "content": "…"}]
-    yield "", chat, "*Searching your documents…*"
+    pane = "*Searching your documents…*"
+    yield "", chat, pane
     events = pipeline.ask_stream(question, previous, within=within or None)
     try:
         for event in events:
             wanted = turns.wanted(session)
             if wanted == "drop":
                 return
+            if isinstance(event, Found):
+                pane = sources_markdown(event, document_links(pipeline))
+                yield "", chat, pane
+                continue
             if wanted == "stop":
                 text = event.text if isinstance(event, Partial) else answer_markdown(event)
                 chat[-1] = {"role": "assistant", "content": f"{text or '…'}\n\n{STOP_MARK}"}
                 yield "", chat, STOPPED
                 return
-            shown = answer_markdown(event) if isinstance(event, Answer) else event.text
-            chat[-1] = {"role": "assistant", "content": shown or "…"}
-            yield "", chat, (sources_markdown(event, document_links(pipeline)) if isinstance(event, Answer)
-                             else "*Writing the answer…*")
+            if isinstance(event, Answer):
+                chat[-1] = {"role": "assistant", "content": answer_markdown(event)}
+                yield "", chat, sources_markdown(event, document_links(pipeline))
+            else:  # the sources pane keeps the evidence shown with Found
+                chat[-1] = {"role": "assistant", "content": event.text or "…"}
+                yield "", chat, pane
     except RagError as exc:
         chat[-1] = {"role": "assistant", "content": f"**Cannot answer:** {exc}"}
         yield "", chat, NO_SOURCES

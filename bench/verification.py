@@ -1,6 +1,12 @@
-"""Calibrate the support threshold of rag/verify.py on sentences from corpus/.
+"""Calibrate the support threshold of rag/verify.py on sentences from corpus/, and judge the hard cases.
 
     python bench/verification.py [--pairs N]
+    python bench/verification.py --hard
+
+--hard: precision and recall of the verdict on tests/hard_cases.md (right sentences about sibling
+items), before (claim against the passage alone) and after (the question and the sentence's window
+count too). Each claim is checked against the chunk of its file that it matches best, the one a
+model copying from it would cite.
 
 Supported examples: a passage sentence with a third of its words dropped (a loose paraphrase),
 checked against its own passage. Unsupported examples: the sentence of another note that is most
@@ -23,10 +29,55 @@ sys.path.insert(0, str(ROOT))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 
+def judge_hard_cases(embedder) -> dict:
+    """{"before": {...}, "after": {...}}: precision, recall and counts of the verdict on tests/hard_cases.md."""
+    from rag import loaders
+    from rag.chunking import chunk_sections
+    from rag.config import Settings
+    from rag.verify import SUPPORT_THRESHOLD, ground, sentences, support_scores
+    from tests.questions import hard_cases
+
+    from rag.bm25 import BM25, analyze
+
+    settings = Settings()
+    chunks = {path.name: chunk_sections(loaders.load(path), embedder.count_tokens, settings.chunk_tokens,
+                                        settings.chunk_overlap)
+              for path in sorted((ROOT / "corpus").iterdir()) if loaders.is_supported(path)}
+    weight = BM25([analyze(c.indexed_text) for file in chunks.values() for c in file]).weight  # the corpus's IDF
+    verdicts = {"before": [], "after": []}
+    for case in hard_cases():
+        options = chunks[case.file]
+        best = options[int(support_scores([case.claim], [c.text for c in options], embedder)[0].argmax())]
+        claim = case.claim.rstrip(".") + " [1]."
+        heading = {1: best.heading} if best.heading else {}
+        # Before: the check as it was, the claim's best passage sentence scoring at least the threshold.
+        pool = sentences(best.text)
+        verdicts["before"].append((case.supported, float(support_scores([claim], pool, embedder).max()) >= SUPPORT_THRESHOLD))
+        verdicts["after"].append((case.supported, ground(claim, {1: best.text}, embedder, question=case.question,
+                                                         headings=heading, weight=weight)[0].supported))
+    result = {}
+    for name, pairs in verdicts.items():
+        said = [truth for truth, judged in pairs if judged]
+        true = [judged for truth, judged in pairs if truth]
+        result[name] = {"precision": sum(said) / max(len(said), 1), "recall": sum(true) / max(len(true), 1),
+                        "judged_supported": len(said), "supported": len(true), "cases": len(pairs)}
+    return result
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pairs", type=int, default=150)
+    parser.add_argument("--hard", action="store_true", help="judge tests/hard_cases.md before and after")
     args = parser.parse_args()
+    if args.hard:
+        from rag.config import Settings
+        from rag.embeddings import SentenceTransformerEmbedder
+
+        result = judge_hard_cases(SentenceTransformerEmbedder(Settings().embedder_path))
+        for name, r in result.items():
+            print(f"{name:<7} precision {r['precision']:.2f} recall {r['recall']:.2f} "
+                  f"({r['judged_supported']} judged supported, {r['supported']} of {r['cases']} truly supported)")
+        return
 
     from rag import loaders
     from rag.chunking import chunk_sections

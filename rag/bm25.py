@@ -72,6 +72,7 @@ class BM25:
         norm = k1 * (1 - b + b * lengths[docs] / avgdl) if avgdl else np.full(len(docs), k1, dtype=np.float32)
         df = np.bincount(terms, minlength=len(self.vocabulary)).astype(np.float64)
         idfs = self._idf(df, idf, epsilon)
+        self._term_idf = idfs
         self._weights = (idfs[terms] * tf * (k1 + 1) / (tf + norm)).astype(np.float32)
         self._docs = docs.astype(np.int32)
         # Postings of term t are _docs[_starts[t]:_starts[t + 1]] (np.unique sorted the pairs by term).
@@ -84,6 +85,11 @@ class BM25:
         raw = np.log(n - df + 0.5) - np.log(df + 0.5)
         floor = epsilon * raw.mean() if len(raw) else 0.0
         return np.where(raw < 0, floor, raw)
+
+    def weight(self, term: str) -> float | None:
+        """The IDF of an analysed term, or None when no document has it."""
+        index = self.vocabulary.get(term)
+        return None if index is None else float(self._term_idf[index])
 
     def scores(self, query: Sequence[str]) -> np.ndarray:
         """The score of every document for the query tokens (repeated tokens count again, as in rank-bm25)."""

@@ -40,3 +40,9 @@ def append_marker(sentence: str, n: int) -> str:
     body = sentence.rstrip()
     end = len(body.rstrip(".!?:;"))
     return f"{body[:end]} [{n}]{body[end:]}"
+
+
+def quoted(text: str) -> str:
+    """Document text to quote beside citations: its own bracketed numbers ("a[0, 5]") get full-width brackets,
+    so that they are never read as citations."""
+    return _MARKER.sub(lambda m: f"［{m.group(1)}］", text)

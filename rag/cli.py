@@ -56,7 +56,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _ask(args: argparse.Namespace) -> int:
-    from rag.pipeline import Answer, Pipeline
+    from rag.pipeline import Answer, Found, Pipeline
 
     settings = settings_from(args, top_k=args.top_k, temperature=args.temperature, max_tokens=args.max_tokens)
     pipeline = Pipeline(settings)
@@ -65,7 +65,11 @@ def _ask(args: argparse.Namespace) -> int:
     for event in pipeline.ask_stream(args.question, within=_within(args)):
         if isinstance(event, Answer):
             answer = event
-        elif not args.json:
+        elif args.json:
+            continue
+        elif isinstance(event, Found):  # the evidence, as soon as retrieval ends, before the model's first word
+            print(evidence_text(event.evidence, event.sources), end="\n\nAnswer (being written, not yet checked):\n", flush=True)
+        else:
             print(event.text[len(streamed):], end="", flush=True)  # the raw text, as the model writes it
             streamed = event.text
     assert answer is not None
@@ -73,25 +77,31 @@ def _ask(args: argparse.Namespace) -> int:
         print(json.dumps(answer.to_json(), ensure_ascii=False))
         return 0
     if answer.abstained:
-        print(answer.text)
+        print(("\n\n" if streamed else "") + answer.text)
         return 0
-    print()
-    if answer.text.strip() != streamed.strip():
-        print(f"\nWith citations checked:\n{answer.text}")
+    print("\n\nChecked answer:" if not answer.quoted else
+          "\n\nNo sentence of the model passed the check; the best evidence, quoted:")
+    print(f"  {answer.text}")
     unsupported = [c for c in answer.sentences if not c.supported]
     if unsupported:
-        print("\nNot supported by the sources it cites (check these):")
+        print("\nUnchecked: the sources it cites do not say this (check it against the evidence):")
         for check in unsupported:
             print(f"  ! {check.text}")
-    if answer.evidence:
-        print("\nEvidence from your documents:")
-        for item in answer.evidence:
-            print(f"  [{item.n}] {item.sentence}")
     print("\nSources:")
     for source in answer.sources:
         mark = "*" if source in answer.cited else " "
         print(f"{mark}[{source.n}] {source.label}\n     {_snippet(source.text)}")
     return 0
+
+
+def evidence_text(evidence, sources) -> str:
+    """The evidence block the CLI prints first: each window under its source number and place."""
+    labels = {s.n: s.label for s in sources}
+    lines = ["Evidence from your documents (found without the model):"]
+    for item in evidence:
+        also = f"; also in {', '.join(item.also)}" if item.also else ""
+        lines.append(f"  [{item.n}] {item.sentence}\n      ({labels.get(item.n, '')}{also})")
+    return "\n".join(lines)
 
 
 def _search(args: argparse.Namespace) -> int:

@@ -63,11 +63,15 @@ class Settings:
     bm25_k1: float = field(default=1.2, metadata={"env": "RAG_BM25_K1", "help": "BM25 term-frequency saturation"})
     bm25_b: float = field(default=0.75, metadata={"env": "RAG_BM25_B", "help": "BM25 length normalisation"})
     rerank: bool = field(default=False, metadata={"env": "RAG_RERANK", "help": "apply the model-free feedback reranker when no cross-encoder is set (off: it did not beat plain hybrid on SciFact)"})
-    abstain_below: float = field(default=0.25, metadata={"env": "RAG_ABSTAIN_BELOW", "help": "answer 'not covered' when no passage has a cosine this high"})
+    abstain_below: float = field(default=0.4, metadata={"env": "RAG_ABSTAIN_BELOW", "help": "answer 'not covered' when 0.5 x the best passage cosine + 0.5 x the best evidence score is below this"})
     n_ctx: int = field(default=4096, metadata={"env": "RAG_N_CTX", "help": "model context window, in tokens"})
     n_threads: int = field(default=0, metadata={"env": "RAG_THREADS", "help": "CPU threads for the model; 0 means all cores"})
     n_gpu_layers: int = field(default=0, metadata={"env": "RAG_GPU_LAYERS", "help": "layers offloaded to a GPU; -1 means all"})
     temperature: float = field(default=0.1, metadata={"env": "RAG_TEMPERATURE", "help": "sampling temperature"})
+    evidence_tokens: int = field(default=300, metadata={"env": "RAG_EVIDENCE_TOKENS", "help": "evidence windows given to the model, in embedder tokens; 0 gives it the whole passages"})
+    grammar: str = field(default="words", metadata={"env": "RAG_GRAMMAR", "help": "words: plain sentences made of the sources' own words, each ending with a source number; cite: plain sentences ending with a source number; off: no constraint (never for questions that ask for code)"})
+    answer_lead: str = field(default="evidence", metadata={"env": "RAG_ANSWER_LEAD", "help": "evidence: the answer opens with the best evidence, quoted, then the model's checked sentences; model: a checked sentence of the model on that evidence opens it instead"})
+    answer_sentences: int = field(default=1, metadata={"env": "RAG_ANSWER_SENTENCES", "help": "most sentences the grammar lets the model write (bench/answers.py chose 1 for the bundled model; a larger model may use 3)"})
     max_tokens: int = field(default=384, metadata={"env": "RAG_MAX_TOKENS", "help": "longest answer, in model tokens"})
     embed_precision: str = field(default="auto", metadata={"env": "RAG_EMBED_PRECISION", "help": "auto (bfloat16 where the CPU has it in hardware, else float32), float32 or bfloat16"})
     embed_batch: int = field(default=512, metadata={"env": "RAG_EMBED_BATCH", "help": "chunks embedded together while ingesting; a kill loses at most one batch"})
@@ -95,6 +99,10 @@ class Settings:
             "n_gpu_layers": self.n_gpu_layers >= -1,
             "temperature": 0.0 <= self.temperature <= 2.0,
             "max_tokens": self.max_tokens > 0,
+            "evidence_tokens": self.evidence_tokens >= 0,
+            "grammar": self.grammar in ("words", "cite", "off"),
+            "answer_sentences": self.answer_sentences >= 1,
+            "answer_lead": self.answer_lead in ("evidence", "model"),
             "embed_precision": self.embed_precision in ("auto", "float32", "bfloat16"),
             "embed_batch": self.embed_batch > 0,
             "max_file_mb": self.max_file_mb > 0,
@@ -141,12 +149,16 @@ _RULES = {
     "dense_weight": "use a value from 0 to 1",
     "bm25_k1": "use 0 or more (1.2 is the usual value)",
     "bm25_b": "use a value from 0 to 1 (0.75 is the usual value)",
-    "abstain_below": "use a cosine from -1 to 1 (-1 never abstains)",
+    "abstain_below": "use a score from -1 to 1 (-1 never abstains)",
     "n_ctx": "use at least 512",
     "n_threads": "use 0 (all cores) or more",
     "n_gpu_layers": "use -1 (all), 0 (none) or a layer count",
     "temperature": "use a value from 0 to 2",
     "max_tokens": "use a number above 0",
+    "evidence_tokens": "use 0 (whole passages) or a token budget such as 300",
+    "grammar": "use words, cite or off",
+    "answer_sentences": "use 1 or more",
+    "answer_lead": "use evidence or model",
     "embed_precision": "use auto, float32 or bfloat16",
     "embed_batch": "use a number above 0",
     "max_file_mb": "use a number of megabytes above 0",

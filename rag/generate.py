@@ -33,7 +33,10 @@ class Generator(Protocol):
 
     n_ctx: int
 
-    def stream(self, messages: Sequence[Message], max_tokens: int, temperature: float) -> Iterator[str]: ...
+    def stream(self, messages: Sequence[Message], max_tokens: int, temperature: float,
+               grammar: str | None = None) -> Iterator[str]:
+        """The reply, piece by piece; `grammar` (GBNF) constrains it where the model runner supports that."""
+        ...
 
     def count_tokens(self, text: str) -> int: ...
 
@@ -78,14 +81,24 @@ class LlamaGenerator:
         self.n_ctx = self._llm.n_ctx()
         self.name = file.name
         self.seed = settings.seed
+        self._grammars: dict[str, object] = {}
+
+    def _grammar(self, text: str):
+        """The compiled GBNF grammar (compiled once per text: one per number of sources)."""
+        if text not in self._grammars:
+            from llama_cpp import LlamaGrammar
+
+            self._grammars[text] = LlamaGrammar.from_string(text, verbose=False)
+        return self._grammars[text]
 
     def count_tokens(self, text: str) -> int:
         return len(self._llm.tokenize(text.encode("utf-8"), add_bos=False, special=True))
 
-    def stream(self, messages: Sequence[Message], max_tokens: int, temperature: float) -> Iterator[str]:
+    def stream(self, messages: Sequence[Message], max_tokens: int, temperature: float,
+               grammar: str | None = None) -> Iterator[str]:
         pieces = self._llm.create_chat_completion(
             messages=list(messages), stream=True, max_tokens=max_tokens, temperature=temperature, seed=self.seed,
-            repeat_penalty=1.1,
+            repeat_penalty=1.1, grammar=self._grammar(grammar) if grammar else None,
         )
         for piece in pieces:
             text = piece["choices"][0]["delta"].get("content")
@@ -93,10 +106,68 @@ class LlamaGenerator:
                 yield text
 
 
+# Questions that ask for code get no grammar: the answer may need a code block.
+_CODE = re.compile(r"\b(?:code|snippet|script|program|regex|regular expression|syntax|example|write (?:a|an|the|me)\b)",
+                   re.IGNORECASE)
+
+
+def wants_code(question: str) -> bool:
+    return bool(_CODE.search(question))
+
+
+# Words any answer may use besides those of its sources: they join the sources' words into sentences.
+GLUE_WORDS = tuple("""a an the of and or to in on at by for with from as per each is are was were be has have
+had it its this that these those they which who so but not no only about than then also uses use takes take gives
+give makes make means can does do when where while both one two there their""".split())
+
+
+def citation_grammar(n_sources: int, max_sentences: int = 3, max_words: int = 40, words: Sequence[str] = ()) -> str:
+    """GBNF (llama.cpp's grammar format) for one to `max_sentences` plain sentences, each ending in a source number.
+
+    No brackets, backticks, asterisks, hashes, pipes or line breaks inside a sentence: no code
+    fences, lists, tables or headings, and no citation but the closing one, which can only name a
+    source that exists; a sentence has at most `max_words` words, so none runs on to the token limit.
+    With `words` (the words of the sources), every word must be one of them or of GLUE_WORDS: the
+    model phrases what the sources say and cannot bring in a figure or a name of its own.
+    """
+    if n_sources < 1:
+        raise ValueError(f"a citation grammar needs at least one source, got {n_sources}")
+    numbers = " | ".join(f'"{n}"' for n in range(1, n_sources + 1))
+    more = f'(" " sentence){{0,{max_sentences - 1}}}' if max_sentences > 1 else ""
+    end = '(" [" number "]." | ". [" number "]")'
+    if words:
+        vocabulary = _vocabulary(words)
+        return (f"root ::= sentence {more}\n"
+                f"sentence ::= word (\" \" word){{0,{max_words - 1}}} {end}\n"
+                f"word ::= {' | '.join(_literal(w) for w in vocabulary)}\n"
+                f"number ::= {numbers}\n")
+    # A full stop may only sit inside a number or a name ("4.5", "llama.cpp") or right before the closing citation.
+    return (f"root ::= sentence {more}\n"
+            f'sentence ::= [A-Z0-9"(] piece* (" " word){{0,{max_words - 1}}} {end}\n'
+            'word ::= piece+\n'
+            'piece ::= [^ .!?\\[\\]`*#|\\n] | [0-9] "." [0-9] | "." [a-z]\n'
+            f"number ::= {numbers}\n")
+
+
+def _vocabulary(words: Sequence[str]) -> list[str]:
+    """The words a constrained answer may use: each as written, without closing punctuation, and capitalised."""
+    out: dict[str, None] = {}
+    for word in (*words, *GLUE_WORDS):
+        word = word.strip().rstrip(".!?:;").strip("[]`*#|")
+        if word and not re.search(r"[\[\]`*#|\n]", word):
+            out[word] = None
+            out[word[0].upper() + word[1:]] = None
+    return list(out)
+
+
+def _literal(word: str) -> str:
+    return '"' + word.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
 def source_block(n: int, label: str, text: str) -> str:
     """One numbered source for the prompt. Small models copy file labels into their answers, so the
     label goes in brackets after the text, where it reads as metadata."""
-    return f"[{n}] {as_data(text)} (from {as_data(label)})"
+    return f"[{n}] {as_data(text)} (from {as_data(label)})" if label else f"[{n}] {as_data(text)}"
 
 
 def build_messages(question: str, blocks: Sequence[str], history: Sequence[Message], generator: Generator,

@@ -7,13 +7,15 @@ import threading
 from dataclasses import asdict, dataclass, replace
 from typing import Iterator, Sequence
 
-from rag import citations, store, verify
+from rag import citations, evidence, store, verify
 from rag.chunking import place
 from rag.config import Settings
 from rag.errors import RagError
 from rag.embeddings import Embedder, SentenceTransformerEmbedder
-from rag.generate import Generator, LlamaGenerator, Message, build_messages, repetition_start, source_block
-from rag.verify import Evidence, SentenceCheck
+from rag.evidence import Evidence, Window
+from rag.generate import (Generator, LlamaGenerator, Message, build_messages, citation_grammar, repetition_start,
+                          source_block, wants_code)
+from rag.verify import SentenceCheck
 from rag.retrieve import CrossEncoderReranker, Hit, Retriever, choose_reranker, reciprocal_rank_fusion
 
 
@@ -27,6 +29,8 @@ class Source:
     heading: str
     text: str
     score: float
+    windows: tuple[str, ...] = ()  # the evidence windows of this passage that the model was given; () = the whole text
+    also: tuple[str, ...] = ()  # other places (file, page, heading) holding the same sentences
 
     def __post_init__(self) -> None:
         if self.n < 1:
@@ -44,8 +48,23 @@ class Partial:
     text: str
 
 
+@dataclass(frozen=True)
+class Found:
+    """What retrieval found, before the model writes a word: the evidence and the numbered sources."""
+
+    question: str
+    sources: tuple[Source, ...]
+    evidence: tuple[Evidence, ...]
+
+
 NOT_COVERED = "Your documents do not cover this question, so I cannot answer it from them."
 NOT_IN_SOURCES = "The passages found in your documents do not answer this question."
+# Questions whose answer is a figure: an answer without a number does not answer them.
+_ASKS_QUANTITY = re.compile(r"\bhow (?:many|much|big|large|long|often|fast|old)\b|\bwhat (?:share|percentage|size|"
+                            r"number|value|year|constant)\b", re.IGNORECASE)
+EVIDENCE_SHOWN_TOKENS = 300  # the evidence a person sees when the model is given whole passages
+# When the model says the sources lack the answer, evidence this close to the question is quoted anyway.
+QUOTE_DESPITE_DECLINE = 0.5
 # How models say the sources lack the answer.
 _DECLINES = re.compile(r"\b(?:do(?:es)? not|don't|doesn't|cannot|can't|no)\s+(?:\w+\s+){0,2}"
                        r"(?:contain|mention|provide|include|cover|say|answer|information|address)|not (?:mentioned|provided|stated)",
@@ -58,8 +77,9 @@ class Answer:
     text: str
     sources: tuple[Source, ...]
     abstained: bool = False  # nothing found answers the question: no sources are named
-    sentences: tuple[SentenceCheck, ...] = ()
-    evidence: tuple[Evidence, ...] = ()  # the passage sentences closest to the question, whatever the model wrote
+    sentences: tuple[SentenceCheck, ...] = ()  # the model's sentences, each with its verdict
+    evidence: tuple[Evidence, ...] = ()  # the windows found before generation, best first, whatever the model wrote
+    quoted: bool = False  # no sentence of the model passed the check: `text` quotes the best evidence instead
 
     def __post_init__(self) -> None:
         unknown = [n for n in citations.parse(self.text) if not 1 <= n <= len(self.sources)]
@@ -76,7 +96,8 @@ class Answer:
                 "sentences": [{"text": c.text, "citations": list(c.citations), "supported": c.supported,
                                "corrected": c.corrected, "support": [asdict(s) for s in c.support]}
                               for c in self.sentences],
-                "evidence": [asdict(e) for e in self.evidence]}
+                "evidence": [asdict(e) for e in self.evidence], "quoted": self.quoted,
+                "unchecked": [c.text for c in self.sentences if not c.supported]}
 
 
 class Pipeline:
@@ -89,6 +110,8 @@ class Pipeline:
         self._cross_encoder = CrossEncoderReranker(settings.reranker) if settings.reranker else None
         self._retriever: Retriever | None = None
         self._lock = threading.Lock()  # one llama.cpp context serves one answer at a time
+        self._vector_generation: str | None = None
+        self._vector_cache: dict = {}
 
     @property
     def generator(self) -> Generator:
@@ -159,27 +182,44 @@ class Pipeline:
         ranked = sorted(by_id, key=lambda i: (-fused[i], i))[: self.settings.top_k]
         return [replace(by_id[i], score=fused[i]) for i in ranked]
 
-    def covers(self, hits: Sequence[Hit]) -> bool:
-        """Whether any passage is close enough to the question to answer from (threshold: bench/abstention.py)."""
-        return bool(hits) and max(h.dense for h in hits) >= self.settings.abstain_below
+    def covers(self, hits: Sequence[Hit], found: Sequence[Evidence] = ()) -> bool:
+        """Whether the passages are close enough to the question to answer from.
+
+        Closeness is 0.5 x the best passage cosine + 0.5 x the best evidence window's support score:
+        on a big manual some words of any question match, and the sentence-level score tells a passage
+        that answers from one that shares words (threshold: bench/abstention.py, both question sets).
+        """
+        if not hits:
+            return False
+        best = max(h.dense for h in hits)
+        return 0.5 * best + 0.5 * (found[0].score if found else best) >= self.settings.abstain_below
 
     def ask_stream(self, question: str, history: Sequence[Message] = (),
-                   within: Sequence[str] | None = None) -> Iterator[Partial | Answer]:
-        """Yield the growing answer as Partial, then the final Answer with cleaned citations."""
+                   within: Sequence[str] | None = None) -> Iterator[Found | Partial | Answer]:
+        """Yield what retrieval found (Found), then the growing answer (Partial), then the checked Answer."""
         question = question.strip()
         if not question:
             raise ValueError("the question is empty")
-        hits = self.search_turn(question, history, within)
-        if not self.covers(hits):
+        hits = [h for h in self.search_turn(question, history, within) if not evidence.is_listing(h.chunk.text)]
+        sources, found = self.gather(question, hits, history) if hits else ((), ())
+        if not self.covers(hits, found):
             yield Answer(question, NOT_COVERED, (), abstained=True)
             return
-        blocks = [source_block(i, h.chunk.label, h.chunk.text) for i, h in enumerate(hits, start=1)]
+        yield Found(question, sources, found)
         with self._lock:
             generator = self.generator
+            # Windows go without their file label: the small model copied labels into its sentences.
+            blocks = [source_block(s.n, "", " … ".join(s.windows)) if s.windows else source_block(s.n, s.label, s.text)
+                      for s in sources]
             messages, fitted = build_messages(question, blocks, history, generator, self.settings.max_tokens)
-            hits = hits[:fitted]
+            sources = sources[:fitted]
+            found = tuple(e for e in found if e.n <= fitted)
+            grammar = None
+            if self.settings.grammar != "off" and sources and not wants_code(question):
+                words = " ".join(blocks[:fitted]).split() if self.settings.grammar == "words" else ()
+                grammar = citation_grammar(len(sources), self.settings.answer_sentences, words=words)
             text = ""
-            pieces = generator.stream(messages, self.settings.max_tokens, self.settings.temperature)
+            pieces = generator.stream(messages, self.settings.max_tokens, self.settings.temperature, grammar=grammar)
             for piece in pieces:
                 text += piece
                 cut = repetition_start(text)
@@ -189,19 +229,75 @@ class Pipeline:
                     yield Partial(text)
                     break
                 yield Partial(text)
-        sources = tuple(Source(i, h.chunk.path, h.chunk.page, h.chunk.heading, h.chunk.text, round(h.score, 6))
-                        for i, h in enumerate(hits, start=1))
-        yield self._grounded(question, citations.clean(text, len(sources)), sources)
+        yield self._grounded(question, citations.clean(text, len(sources)), sources, found)
 
-    def _grounded(self, question: str, text: str, sources: tuple[Source, ...]) -> Answer:
-        """The final answer: each sentence checked against its cited passage, and the evidence beside it."""
-        passages = {s.n: s.text for s in sources}
-        vectors: dict = {}  # passage sentences are embedded once for both
-        checks = verify.ground(text, passages, self.embedder, cache=vectors)
-        found = tuple(verify.evidence(question, passages, self.embedder, cache=vectors))
-        if not any(c.supported for c in checks) and (not checks or _DECLINES.search(text)):
+    def gather(self, question: str, hits: Sequence[Hit], history: Sequence[Message] = ()) -> tuple[tuple[Source, ...], tuple[Evidence, ...]]:
+        """The numbered sources for the model and the evidence for the person, from the retrieved hits.
+
+        With settings.evidence_tokens > 0 each source is one passage's evidence windows (rag/evidence.py),
+        numbered in the order of their best window; with 0 the sources are the whole passages, as retrieved.
+        """
+        snapshot = self.retriever.snapshot
+        budget = self.settings.evidence_tokens or EVIDENCE_SHOWN_TOKENS
+        previous = next((m["content"] for m in reversed(history) if m.get("role") == "user"), "")
+        asked = f"{previous} {question}" if previous.strip() else question  # "how big does it get?" needs its topic
+        windows = evidence.select(asked, [(h.chunk_id, h.chunk) for h in hits], self.embedder,
+                                  self.embedder.count_tokens, budget, lambda i: _previous(snapshot.chunks, i),
+                                  cache=self._vectors)
+        if not self.settings.evidence_tokens:
+            sources = tuple(Source(i, h.chunk.path, h.chunk.page, h.chunk.heading, h.chunk.text, round(h.score, 6))
+                            for i, h in enumerate(hits, start=1))
+            number = {h.chunk_id: i for i, h in enumerate(hits, start=1)}
+            return sources, tuple(_shown(w, number[w.chunk_id]) for w in windows)
+        by_chunk: dict[int, list[Window]] = {}
+        for window in windows:
+            by_chunk.setdefault(window.chunk_id, []).append(window)
+        hit_of = {h.chunk_id: h for h in hits}
+        sources = []
+        for n, (chunk_id, group) in enumerate(by_chunk.items(), start=1):
+            chunk = hit_of[chunk_id].chunk
+            ordered = sorted(group, key=lambda w: chunk.text.find(w.lead))  # document order reads best
+            also = tuple(dict.fromkeys(p.label for w in group for p in w.also))
+            sources.append(Source(n, chunk.path, chunk.page, chunk.heading, chunk.text, round(hit_of[chunk_id].score, 6),
+                                  tuple(w.text for w in ordered), also))
+        number = {chunk_id: n for n, chunk_id in enumerate(by_chunk, start=1)}
+        return tuple(sources), tuple(_shown(w, number[w.chunk_id]) for w in windows)
+
+    @property
+    def _vectors(self) -> dict:
+        """Sentence vectors of the snapshot in force, kept between questions (passages recur)."""
+        generation = self.retriever.snapshot.generation
+        if self._vector_generation != generation or len(self._vector_cache) > 50_000:
+            self._vector_generation, self._vector_cache = generation, {}
+        return self._vector_cache
+
+    def _grounded(self, question: str, text: str, sources: tuple[Source, ...], found: tuple[Evidence, ...] = ()) -> Answer:
+        """The final answer: each sentence checked against the windows of its cited source, about the question.
+
+        What a person reads first is never unchecked. The best evidence window is the system's answer:
+        it is quoted (quoted=True), followed by the model's sentences that passed. With
+        settings.answer_lead "model", a model sentence that passes on that window leads instead, with
+        the other passing ones. The sentences that fail follow, marked as unchecked.
+        """
+        passages = {s.n: (s.windows or s.text) for s in sources}
+        headings = {s.n: s.heading for s in sources if s.heading}  # the heading path says what a passage is about
+        checks = verify.ground(text, passages, self.embedder, cache=self._vectors, question=question, headings=headings,
+                               weight=self.retriever.term_weight)
+        supported = [c for c in checks if c.supported]
+        if _ASKS_QUANTITY.search(question) and not any(verify.new_numbers(c.text, question) for c in supported):
+            supported = []  # checked, but none gives a figure the question did not already hold: the evidence does better
+        # The best window is the system's answer. With lead "model" the model's sentences lead when one of
+        # them passes on that window; with "evidence" (the default) the window is always quoted first.
+        leading = [c for c in supported if found and any(s.n == found[0].n and s.sentence in found[0].sentence
+                                                         for s in c.support)]
+        if (leading and self.settings.answer_lead == "model") or (supported and not found):
+            return Answer(question, " ".join(c.text for c in supported), sources, sentences=tuple(checks), evidence=found)
+        declined = not checks or bool(_DECLINES.search(text))
+        if not found or (not supported and declined and found[0].score < QUOTE_DESPITE_DECLINE):
             return Answer(question, NOT_IN_SOURCES, (), abstained=True)
-        return Answer(question, " ".join(c.text for c in checks), sources, sentences=tuple(checks), evidence=found)
+        best = found[0]
+        quote = " ".join([f"“{citations.quoted(best.sentence)}” [{best.n}]", *(c.text for c in supported)])
+        return Answer(question, quote, sources, sentences=tuple(checks), evidence=found, quoted=True)
 
     def ask(self, question: str, history: Sequence[Message] = (), within: Sequence[str] | None = None) -> Answer:
         final = None
@@ -210,3 +306,15 @@ class Pipeline:
         assert isinstance(final, Answer)
         return final
 
+
+
+def _previous(chunks: Sequence, chunk_id: int):
+    """The chunk before this one in the same document, or None (chunks of a document are stored in order)."""
+    if chunk_id <= 0:
+        return None
+    chunk, before = chunks[chunk_id], chunks[chunk_id - 1]
+    return before if before.path == chunk.path and before.ordinal == chunk.ordinal - 1 else None
+
+
+def _shown(window: Window, n: int) -> Evidence:
+    return Evidence(n, window.text, window.score, window.lead, tuple(p.label for p in window.also))

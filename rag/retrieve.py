@@ -140,6 +140,10 @@ class Retriever:
         self._paths = np.array([c.path for c in snapshot.chunks], dtype=object)
         self._masks: dict[tuple[str, ...], np.ndarray] = {}
 
+    def term_weight(self, term: str) -> float | None:
+        """The BM25 IDF of an analysed term in this snapshot, or None when no chunk has it."""
+        return self._bm25.weight(term)
+
     def query(self, text: str) -> Query:
         return Query(text, self.embedder.embed([text])[0], tuple(analyze(text)))
 

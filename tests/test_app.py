@@ -134,3 +134,32 @@ def test_hostile_requests_are_refused(server, corpus_index):
         with pytest.raises(urllib.error.HTTPError) as refused:
             urllib.request.urlopen(server + outside, timeout=10)
         assert refused.value.code in (403, 404), outside
+
+
+def test_the_checked_answer_comes_first_and_unchecked_sentences_follow_marked():
+    """Rendering: a quoted headline when nothing passed, a code block kept whole, no sentence shown twice."""
+    from app import answer_markdown, sources_markdown
+    from rag.evidence import Evidence
+    from rag.pipeline import Answer, Found, Source
+    from rag.verify import SentenceCheck, Support
+
+    source = Source(1, "/notes/quant.md", None, "Quant types", "Q4_0 stores 32 weights in 18 bytes per block.", 1.0,
+                    ("Q4_0 stores 32 weights in 18 bytes per block.",), ("handbook.pdf, page 5",))
+    found = (Evidence(1, "Q4_0 stores 32 weights in 18 bytes per block.", 0.8, "Q4_0 stores 32 weights in 18 bytes per block.",
+                      ("handbook.pdf, page 5",)),)
+    wrong = SentenceCheck("It takes 34 bytes [1].", (1,), False)
+    code = SentenceCheck("```python\nx = 1. y = 2.\n```", (), False)
+    quoted = Answer("How big is a Q4_0 block?", "“Q4_0 stores 32 weights in 18 bytes per block.” [1]", (source,),
+                    sentences=(wrong, code), evidence=found, quoted=True)
+    shown = answer_markdown(quoted)
+    assert shown.startswith("> “Q4_0 stores") and "Quoted: the sentence in quotation marks is from your documents" in shown
+    assert shown.index("18 bytes") < shown.index("*It takes 34 bytes [1].* ⚠️")  # unchecked, below, marked
+    assert "```python\nx = 1. y = 2.\n```" in shown and shown.count("34 bytes") == 1
+    pane = sources_markdown(quoted)
+    assert pane.startswith("**Evidence**") and "also in handbook.pdf, page 5" in pane and "(cited)" in pane
+    assert "**Q4_0 stores 32 weights in 18 bytes per block.**" in pane  # the quoted sentence, in bold in its passage
+    early = sources_markdown(Found("How big is a Q4_0 block?", (source,), found))
+    assert early.startswith("**Evidence**") and "Writing the answer" in early and "(cited)" not in early
+    right = SentenceCheck("A Q4_0 block takes 18 bytes [1].", (1,), True, (Support(1, found[0].lead, 0.9),))
+    mixed = Answer("How big is a Q4_0 block?", right.text, (source,), sentences=(wrong, right), evidence=found)
+    assert answer_markdown(mixed).startswith("A Q4_0 block takes 18 bytes [1].")  # checked first, whatever the order

@@ -21,10 +21,11 @@ from tests.conftest import CORPUS, running_app
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 WAIT_MS = 120_000
-# The sources pane once the final, checked answer is in: numbered sources, or the statement that none answer.
+# The sources pane once the final, checked answer is in: sources marked cited or not, or the statement that none
+# answer. (Before the model writes, the pane already lists the evidence and the sources "given to the model".)
 ANSWER_DONE = """() => {
   const text = document.querySelector('#sources').innerText;
-  return /\\[1\\]/.test(text) || text.includes('No passage of your documents');
+  return /\\((?:not )?cited\\)/.test(text) || text.includes('No passage of your documents');
 }"""
 
 
@@ -89,9 +90,13 @@ def tab(page, name: str) -> None:
 def test_an_answer_streams_in_with_citations_and_sources_that_open_the_cited_pdf_page(page, app):
     ask(page, "How many bytes does a Q4_0 block of 32 weights take?")
     lengths = set()
+    evidence_early = False  # the evidence on screen while the answer is still being written
     while not page.evaluate(ANSWER_DONE):
         lengths.add(len(bot_text(page)))
+        pane = page.inner_text("#sources")
+        evidence_early |= pane.startswith("Evidence") and "18 bytes" in pane and not page.evaluate(ANSWER_DONE)
         time.sleep(0.05)
+    assert evidence_early, "the evidence did not appear before the answer was finished"
     assert len(lengths - {0, 1}) >= 3, "the answer did not arrive in pieces"
     written, sources = bot_text(page), page.inner_text("#sources")
     cited = set(re.findall(r"\[(\d+)\]", written))

@@ -14,3 +14,8 @@ def test_clean_drops_numbers_that_name_no_source():
 def test_markers_can_be_stripped_and_appended():
     assert citations.strip("It is 60 [1][2]. Really [3, 4].") == "It is 60. Really."
     assert citations.append_marker("The constant is 60.", 2) == "The constant is 60 [2]."
+
+
+def test_numbers_in_brackets_inside_a_quoted_passage_are_not_citations():
+    quoted = citations.quoted("Use a[0, 5] or a[1] to index it.")
+    assert citations.parse(f"“{quoted}” [2]") == [2] and "0, 5" in quoted

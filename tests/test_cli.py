@@ -111,3 +111,21 @@ def test_exit_codes_say_whether_anything_usable_was_given(tmp_path):
     assert mixed.returncode == 0 and "bad.txt: looks like binary data" in mixed.stderr
     again = run("ingest.py", str(tmp_path / "good.md"), "--index", str(index), "--quiet")
     assert again.returncode == 0 and "1 unchanged" in again.stdout
+
+
+def test_ask_prints_the_evidence_before_the_answer(cli_index):
+    """The evidence is printed, and flushed, as soon as retrieval ends; the model's answer is written below it."""
+    process = subprocess.Popen([sys.executable, "-m", "rag", "ask", "How many bytes does a Q4_0 block of 32 weights take?",
+                                "--index", str(cli_index)], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True, env={**os.environ, "HF_HUB_OFFLINE": "1", "RAG_TEMPERATURE": "0"})
+    try:
+        out, err = process.communicate(timeout=300)
+    finally:
+        process.kill()
+    assert process.returncode == 0, err
+    evidence = out.index("Evidence from your documents")
+    written = out.index("Answer (being written")
+    assert evidence < written
+    assert "Checked answer" in out[written:] or "best evidence, quoted" in out[written:]
+    assert "18 bytes" in out[evidence:written]
+    assert "llm-handbook.pdf, page 5" in out or "quantization-and-gguf.md" in out

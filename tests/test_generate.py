@@ -53,3 +53,35 @@ def test_truncated_gguf_is_reported_by_llama(tmp_path):
         broken.write_bytes(source.read(1_000_000))
     with pytest.raises(ModelError, match="could not be loaded"):
         LlamaGenerator(Settings(model=str(broken)))
+
+
+@pytest.mark.slow
+def test_the_grammar_holds_the_real_model_to_cited_plain_sentences(tmp_path):
+    """Asked outright for a code block and a list, the bundled model still writes cited sentences with the grammar."""
+    import re
+
+    from rag.config import Settings
+    from rag.generate import LlamaGenerator, citation_grammar, wants_code
+
+    model = LlamaGenerator(Settings(index_dir=tmp_path, temperature=0.0))
+    messages = [{"role": "system", "content": "You answer with numbered sources."},
+                {"role": "user", "content": "Sources:\n[1] The KV cache stores keys and values.\n[2] Prefill reads the prompt.\n\n"
+                                            "Question: reply with a bulleted list and a Python code block about the cache."}]
+    text = "".join(model.stream(messages, 160, 0.0, grammar=citation_grammar(2)))
+    assert "```" not in text and "\n" not in text and not text.lstrip().startswith(("-", "*"))
+    pieces = re.split(r"(?<=\]\.)\s+|(?<=\.\s\[\d\])\s+", text.strip())
+    assert 1 <= len(pieces) <= 3, text
+    for piece in pieces:
+        assert re.search(r"(?: \[[12]\]\.|\. \[[12]\])$", piece), piece  # ends with a citation of source 1 or 2
+    free = "".join(model.stream(messages, 160, 0.0))
+    assert free != text  # the grammar changed what the model wrote
+    assert wants_code("Show me a code example for the cache") and not wants_code("What does the cache store?")
+
+
+def test_the_grammar_names_only_sources_that_exist():
+    from rag.generate import citation_grammar
+
+    grammar = citation_grammar(3)
+    assert 'number ::= "1" | "2" | "3"' in grammar and '"4"' not in grammar
+    with pytest.raises(ValueError, match="at least one source"):
+        citation_grammar(0)

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from rag import citations
-from rag.pipeline import Answer, Partial
+from rag.pipeline import Answer, Found, Partial
 
 
 @pytest.fixture(scope="module")
@@ -17,6 +17,8 @@ def template_answer(pipeline) -> tuple[list, Answer]:
 def test_the_answer_streams_then_arrives_whole(template_answer):
     partials, answer = template_answer
     assert isinstance(answer, Answer) and len(partials) > 3
+    assert isinstance(partials[0], Found) and partials[0].evidence  # the evidence comes before the model's first word
+    partials = partials[1:]
     assert all(isinstance(p, Partial) for p in partials)
     # Each piece extends the text so far; only a final cut of a repetition loop may shorten it.
     for before, after in zip(partials[:-2], partials[1:-1]):
@@ -89,9 +91,11 @@ def test_questions_far_outside_the_documents_get_no_answer_and_no_sources(corpus
         assert answer.abstained and answer.text == NOT_COVERED and answer.sources == (), question
 
 
-def test_questions_the_documents_answer_are_not_turned_away(pipeline):
-    for question in _questions("corpus_questions.md"):
-        assert pipeline.covers(pipeline.search(question)), question
+def test_questions_the_documents_answer_are_rarely_turned_away(pipeline):
+    """The goal is at most 5% false abstentions (bench/abstention.py measures them on both question sets)."""
+    asked = _questions("corpus_questions.md")
+    turned = [q for q in asked if not pipeline.covers(hits := pipeline.search(q), pipeline.gather(q, hits)[1])]
+    assert len(turned) <= 0.05 * len(asked), turned
 
 
 def test_ask_within_a_file_uses_only_that_file(pipeline):
@@ -147,7 +151,7 @@ def test_a_number_that_names_no_source_never_reaches_the_answer(corpus_index, em
         n_ctx = real.n_ctx
         count_tokens = staticmethod(real.count_tokens)
 
-        def stream(self, messages, max_tokens, temperature):
+        def stream(self, messages, max_tokens, temperature, grammar=None):
             yield from real.stream(messages, max_tokens, temperature)
             yield " It is also said elsewhere [9][0]."
 
@@ -176,7 +180,7 @@ class Recorder:
     def count_tokens(self, text):
         return len(text.split())
 
-    def stream(self, messages, max_tokens, temperature):
+    def stream(self, messages, max_tokens, temperature, grammar=None):
         self.temperatures.append(temperature)
         yield "LoRA starts B at zero [1]."
 
@@ -192,9 +196,39 @@ def test_settings_change_without_a_restart_and_a_bad_model_changes_nothing(corpu
     live.configure(top_k=2, temperature=0.7, rerank=True)
     assert len(live.search(question)) == 2
     assert type(live.retriever.reranker).__name__ == "FeedbackReranker"
-    assert len(live.ask(question).sources) == 2 and model.temperatures == [0.7]
+    assert 1 <= len(live.ask(question).sources) <= 2 and model.temperatures == [0.7]
     broken = tmp_path / "broken.gguf"
     broken.write_bytes(b"not a model")
     with pytest.raises(ModelError, match="broken.gguf"):
         live.configure(model=str(broken), top_k=4)
     assert live.settings.top_k == 2 and live.settings.model == "" and live.generator is model
+
+
+def test_with_the_bundled_model_34_bytes_for_q4_0_is_never_marked_supported(pipeline):
+    """The README's old screenshot: the Q8_0 figure, copied word for word, passed the check. The evidence holds 18 bytes."""
+    answer = pipeline.ask("How many bytes does a Q4_0 block of 32 weights take?")
+    assert not answer.abstained
+    assert "18 bytes" in answer.evidence[0].sentence and "Q4_0" in answer.evidence[0].sentence
+    for check in answer.sentences:
+        if "34 bytes" in check.text:
+            assert not check.supported, check
+    assert "34 bytes" not in answer.text  # what a person reads first is checked
+    assert "18 bytes" in answer.text or answer.quoted
+
+
+def test_with_the_grammar_every_sentence_ends_with_a_citation_to_a_real_source(pipeline):
+    answer = pipeline.ask("What does the KV cache store, and why does it speed up generation?")
+    assert answer.sentences and not answer.abstained
+    for check in answer.sentences:
+        assert check.citations and all(1 <= n <= len(answer.sources) for n in check.citations), check.text
+        assert "```" not in check.text and not check.text.startswith(("-", "*", "#"))
+
+
+def test_the_evidence_arrives_before_the_first_word_of_the_model(pipeline):
+    events = pipeline.ask_stream("Which character does SentencePiece write in place of a space?")
+    first = next(events)
+    assert isinstance(first, Found) and first.evidence and first.sources
+    assert all(1 <= e.n <= len(first.sources) for e in first.evidence)
+    assert any("U+2581" in e.sentence for e in first.evidence)
+    rest = list(events)
+    assert isinstance(rest[-1], Answer) and not any(isinstance(e, Found) for e in rest)
