@@ -39,8 +39,8 @@ class Counting:
     def count_tokens(self, text: str) -> int:
         return self.inner.count_tokens(text)
 
-    def stream(self, messages, max_tokens, temperature):
-        for piece in self.inner.stream(messages, max_tokens, temperature):
+    def stream(self, messages, max_tokens, temperature, grammar=None):
+        for piece in self.inner.stream(messages, max_tokens, temperature, grammar=grammar):
             self.times.append(time.perf_counter())
             yield piece
 
@@ -88,8 +88,10 @@ def main() -> None:
 
     info = machine()
     with tempfile.TemporaryDirectory(prefix="answer-bench-") as work:
-        settings = Settings.load({"index_dir": Path(work) / "index", "model": args.model,
-                                  "max_tokens": args.max_tokens, "temperature": 0.0})
+        # Whole passages and no grammar, so that the pipeline and raw llama.cpp get the same prompt and the
+        # difference is the pipeline's own cost; bench/answers.py times the evidence windows and the grammar.
+        settings = Settings.load({"index_dir": Path(work) / "index", "model": args.model, "evidence_tokens": 0,
+                                  "grammar": "off", "max_tokens": args.max_tokens, "temperature": 0.0})
         counting = Counting(LlamaGenerator(settings))
         pipeline = Pipeline(settings, generator=counting)
         ingest([ROOT / "corpus"], settings, pipeline.embedder)
