@@ -80,7 +80,7 @@ def _ask(args: argparse.Namespace) -> int:
         print(("\n\n" if streamed else "") + answer.text)
         return 0
     print("\n\nChecked answer:" if not answer.quoted else
-          "\n\nNo sentence of the model passed the check; the best evidence, quoted:")
+          "\n\nAnswer: the best evidence, quoted, then the model's sentences that passed the check:")
     print(f"  {answer.text}")
     unsupported = [c for c in answer.sentences if not c.supported]
     if unsupported:
