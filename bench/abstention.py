@@ -31,15 +31,13 @@ def questions(path: Path) -> list[str]:
 
 
 def signals(pipeline, question: str) -> tuple[float, float]:
-    """(best passage cosine, best evidence score), as Pipeline.covers weighs them."""
+    """(Pipeline.closeness, the signal abstention uses; best passage cosine alone)."""
     from rag.evidence import is_listing
 
     hits = [h for h in pipeline.search_turn(question) if not is_listing(h.chunk.text)]
     if not hits:
         return 0.0, 0.0
-    found = pipeline.gather(question, hits)[1]
-    dense = max(h.dense for h in hits)
-    return dense, found[0].score if found else dense
+    return pipeline.closeness(hits, pipeline.gather(question, hits)[1]), max(h.dense for h in hits)
 
 
 def main() -> None:
@@ -66,11 +64,11 @@ def main() -> None:
         pipeline = Pipeline(settings, embedder=embedder)
         for kind, asked in (("on", on), ("off", off)):
             values = np.array([signals(pipeline, q) for q in asked])
-            mixed = values.mean(axis=1)
+            mixed = values[:, 0]
             rows[kind].append(mixed)
             worst = int(np.argmin(mixed) if kind == "on" else np.argmax(mixed))
             print(f"{name:<8} {kind}-topic n={len(asked):<3} signal min {mixed.min():.3f} median {np.median(mixed):.3f} "
-                  f"max {mixed.max():.3f}; cosine alone {values[:, 0].min():.3f}-{values[:, 0].max():.3f}; "
+                  f"max {mixed.max():.3f}; cosine alone {values[:, 1].min():.3f}-{values[:, 1].max():.3f}; "
                   f"{'lowest' if kind == 'on' else 'highest'}: {asked[worst]!r}")
             turned = (mixed < default).mean()
             print(f"         at the default {default}: {turned:.1%} turned away")

@@ -172,7 +172,7 @@ class Pipeline:
         not drag it along. Both searches run, and their rankings are merged by reciprocal rank
         fusion: on tests/followup_questions.md each search alone misses one case, the merge neither.
         """
-        previous = next((m["content"] for m in reversed(history) if m.get("role") == "user"), "")
+        previous = _previous_question(history)
         alone = self.search(question, within=within)
         if not previous.strip():
             return alone
@@ -182,17 +182,21 @@ class Pipeline:
         ranked = sorted(by_id, key=lambda i: (-fused[i], i))[: self.settings.top_k]
         return [replace(by_id[i], score=fused[i]) for i in ranked]
 
+    def closeness(self, hits: Sequence[Hit], found: Sequence[Evidence] = ()) -> float:
+        """How close the passages are to the question: 0.5 x the best passage cosine + 0.5 x the best
+        evidence window's support score (the cosine again when there is no window)."""
+        if not hits:
+            return 0.0
+        best = max(h.dense for h in hits)
+        return 0.5 * best + 0.5 * (found[0].score if found else best)
+
     def covers(self, hits: Sequence[Hit], found: Sequence[Evidence] = ()) -> bool:
         """Whether the passages are close enough to the question to answer from.
 
-        Closeness is 0.5 x the best passage cosine + 0.5 x the best evidence window's support score:
-        on a big manual some words of any question match, and the sentence-level score tells a passage
+        On a big manual some words of any question match; the sentence-level score tells a passage
         that answers from one that shares words (threshold: bench/abstention.py, both question sets).
         """
-        if not hits:
-            return False
-        best = max(h.dense for h in hits)
-        return 0.5 * best + 0.5 * (found[0].score if found else best) >= self.settings.abstain_below
+        return bool(hits) and self.closeness(hits, found) >= self.settings.abstain_below
 
     def ask_stream(self, question: str, history: Sequence[Message] = (),
                    within: Sequence[str] | None = None) -> Iterator[Found | Partial | Answer]:
@@ -239,7 +243,7 @@ class Pipeline:
         """
         snapshot = self.retriever.snapshot
         budget = self.settings.evidence_tokens or EVIDENCE_SHOWN_TOKENS
-        previous = next((m["content"] for m in reversed(history) if m.get("role") == "user"), "")
+        previous = _previous_question(history)
         asked = f"{previous} {question}" if previous.strip() else question  # "how big does it get?" needs its topic
         windows = evidence.select(asked, [(h.chunk_id, h.chunk) for h in hits], self.embedder,
                                   self.embedder.count_tokens, budget, lambda i: _previous(snapshot.chunks, i),
@@ -306,6 +310,10 @@ class Pipeline:
         assert isinstance(final, Answer)
         return final
 
+
+
+def _previous_question(history: Sequence[Message]) -> str:
+    return next((m["content"] for m in reversed(history) if m.get("role") == "user"), "")
 
 
 def _previous(chunks: Sequence, chunk_id: int):
