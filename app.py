@@ -94,8 +94,10 @@ def sources_markdown(answer: Answer | Found, links: dict[str, str] | None = None
         passage = "\n".join(f"> {line}" if line.strip() else ">" for line in text.splitlines())
         link = (links or {}).get(source.path)
         if link:
-            target = f"{link}#page={source.page}" if source.page else link
-            where = f"[open {Path(source.path).name}{f' at page {source.page}' if source.page else ''}]({target})"
+            # Only a PDF viewer understands #page=; an attachment's page is inside the mail, not the file.
+            paged = source.page if source.path.lower().endswith(".pdf") and not source.part else None
+            target = f"{link}#page={paged}" if paged else link
+            where = f"[open {Path(source.path).name}{f' at page {paged}' if paged else ''}]({target})"
         else:
             where = f"`{source.path}`"
         also = f"  \nAlso in: {', '.join(source.also)}" if source.also else ""

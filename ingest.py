@@ -11,7 +11,8 @@ from pathlib import Path
 from rag.cli import settings_arguments, settings_from
 from rag.errors import RagError
 
-FORMATS = "PDF, Markdown, plain text, HTML and Word (.docx)"
+FORMATS = ("PDF (scans read by OCR), Markdown, plain text, HTML, Word (.docx), PowerPoint (.pptx), Excel (.xlsx), "
+           "CSV/TSV, EPUB, e-mail (.eml, .mbox) and image (.png, .jpg, .tiff)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -74,7 +75,8 @@ def _ingest(paths: list[Path], settings, show_progress: bool, fresh: bool = Fals
         bar.total = step.files_total
         bar.n = step.files_done
         name = Path(step.current).name if step.current else "writing index"
-        bar.set_postfix_str(f"{step.chunks_done} chunks, {step.chunks_done / elapsed:.1f} chunks/s, {name}", refresh=False)
+        ocr = f", {step.ocr_pages} pages read by OCR" if step.ocr_pages else ""
+        bar.set_postfix_str(f"{step.chunks_done} chunks, {step.chunks_done / elapsed:.1f} chunks/s{ocr}, {name}", refresh=False)
         bar.refresh()
 
     def waiting() -> None:

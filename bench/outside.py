@@ -44,7 +44,7 @@ def fetch(workdir: Path) -> Path:
     if extract.exists():
         shutil.rmtree(extract)  # a layout change between versions must not find the old files
     for deb in debs.values():
-        _run(["dpkg-deb", "-x", str(deb), str(extract)], f"unpacking {deb.name} failed")
+        run_tool(["dpkg-deb", "-x", str(deb), str(extract)], f"unpacking {deb.name} failed")
     docs = workdir / "docs"
     if docs.exists():
         shutil.rmtree(docs)  # "exactly these files": nothing left over from an earlier layout
@@ -59,7 +59,7 @@ def fetch(workdir: Path) -> Path:
 
 def versions(workdir: Path) -> dict[str, str]:
     """The Debian version of each downloaded package, as its control file states it."""
-    return {name: _run(["dpkg-deb", "-f", str(deb), "Version"], f"reading {deb.name} failed").strip()
+    return {name: run_tool(["dpkg-deb", "-f", str(deb), "Version"], f"reading {deb.name} failed").strip()
             for name, deb in _debs(workdir / "debs").items()}
 
 
@@ -135,7 +135,7 @@ def _download(debs: Path) -> dict[str, Path]:
     debs.mkdir(parents=True, exist_ok=True)
     missing = [name for name in PACKAGES if name not in _debs(debs)]
     if missing:
-        _run(["apt-get", "download", *missing], f"apt-get could not download {', '.join(missing)}; "
+        run_tool(["apt-get", "download", *missing], f"apt-get could not download {', '.join(missing)}; "
              "run `apt-get update` (as root) so apt knows the packages, check the network, and try again", cwd=debs)
     found = _debs(debs)
     if absent := [name for name in PACKAGES if name not in found]:
@@ -171,7 +171,8 @@ def _tutorial_dir(extract: Path) -> Path:
     return min(candidates, key=lambda d: len(d.parts))  # the top-level tutorial, not a copy nested deeper
 
 
-def _run(command: list[str], failure: str, cwd: Path | None = None) -> str:
+def run_tool(command: list[str], failure: str, cwd: Path | None = None) -> str:
+    """The command's output; RuntimeError with `failure` and what the tool said when it fails."""
     try:
         done = subprocess.run(command, cwd=cwd, capture_output=True, text=True, check=False)
     except FileNotFoundError:

@@ -23,12 +23,19 @@ _MAX_HEADING_CHARS = 1_000
 _SENTENCE_END = re.compile(r"(?<=[.!?])[\"')\]]?\s+(?=[\"'(\[A-Z0-9])")
 
 
-def place(path: str, page: int | None, heading: str) -> str:
-    """"notes.pdf, page 3, Sampling > Temperature": where a person finds a passage."""
-    parts = [Path(path).name]
-    if page is not None:
+def place(path: str, page: int | None, heading: str, where: str = "", part: str = "") -> str:
+    """"notes.pdf, page 3, Sampling > Temperature": where a person finds a passage.
+
+    `where` names places that are not pages ("slide 4", "sheet Expenses, rows 2-14"); `part` a
+    document inside the file, such as an e-mail's attachment ("report.pdf (attachment of mail.eml)").
+    """
+    name = Path(path).name
+    parts = [f"{part} (attachment of {name})" if part else name]
+    if where:
+        parts.append(where)
+    elif page is not None:
         parts.append(f"page {page}")
-    if heading:
+    if heading and heading.lower() not in where.lower():
         parts.append(heading)
     return ", ".join(parts)
 
@@ -42,6 +49,8 @@ class Chunk:
     ordinal: int
     page: int | None = None
     heading: str = ""
+    where: str = ""  # see Section.where; for table rows, the rows this chunk holds
+    part: str = ""  # see Section.part
 
     def __post_init__(self) -> None:
         if not self.text.strip():
@@ -49,7 +58,12 @@ class Chunk:
 
     @property
     def label(self) -> str:
-        return place(self.path, self.page, self.heading)
+        return place(self.path, self.page, self.heading, self.where, self.part)
+
+    @property
+    def spot(self) -> tuple[int | None, str, str]:
+        """Page, place and part: chunks merge only when all three are the same."""
+        return self.page, self.where, self.part
 
     @property
     def indexed_text(self) -> str:
@@ -85,8 +99,14 @@ def chunk_sections(sections: Iterable[Section], count_tokens: TokenCounter, max_
             budget, heading = max_tokens, ""  # an absurdly long heading is dropped rather than starving the text
         else:
             heading = section.heading
+        if section.rows:
+            for text, first, last in _pack_rows(section, count_tokens, budget):
+                rows = f"row {first}" if first == last else f"rows {first}\u2013{last}"
+                chunks.append(Chunk(section.path, text, len(chunks), section.page, heading,
+                                    f"{section.where}, {rows}" if section.where else rows, section.part))
+            continue
         for text in _pack(_units(section.text, count_tokens, budget), count_tokens, budget, overlap):
-            chunks.append(Chunk(section.path, text, len(chunks), section.page, heading))
+            chunks.append(Chunk(section.path, text, len(chunks), section.page, heading, section.where, section.part))
     merged = _merge_fragments(chunks, count_tokens, max_tokens, min_tokens)
     return [replace(c, ordinal=i) for i, c in enumerate(merged)]
 
@@ -97,13 +117,13 @@ def _merge_fragments(chunks: list[Chunk], count_tokens: TokenCounter, max_tokens
     for chunk in chunks:
         if pending is not None:
             joined = _joined(pending, chunk)
-            if pending.page == chunk.page and _fits(joined, count_tokens, max_tokens):
+            if pending.spot == chunk.spot and _fits(joined, count_tokens, max_tokens):
                 chunk = joined
             else:
                 out.append(pending)
             pending = None
         if count_tokens(chunk.text) < min_tokens:
-            if out and out[-1].page == chunk.page:
+            if out and out[-1].spot == chunk.spot:
                 joined = _joined(out[-1], chunk)
                 if _fits(joined, count_tokens, max_tokens):
                     out[-1] = joined
@@ -133,7 +153,36 @@ def _joined(first: Chunk, second: Chunk) -> Chunk:
                 break
             common.append(x)
         heading = " > ".join(common)
-    return Chunk(first.path, f"{first.text}\n\n{second.text}", first.ordinal, first.page, heading)
+    return Chunk(first.path, f"{first.text}\n\n{second.text}", first.ordinal, first.page, heading, first.where, first.part)
+
+
+def _pack_rows(section: Section, count_tokens: TokenCounter, budget: int) -> Iterator[tuple[str, int, int]]:
+    """(text, first row, last row) for runs of whole rows that fit the budget, without overlap.
+
+    A row longer than the budget on its own is the only thing ever cut, at words, and each piece
+    still names its row.
+    """
+    special = count_tokens("")
+    run: list[str] = []
+    numbers: list[int] = []
+    used = 0
+    for row, number in zip(section.text.split("\n\n"), section.rows):
+        row = _SPACES.sub(" ", row).strip()
+        if not row:
+            continue
+        cost = max(1, count_tokens(row) - special) if len(row) <= _MAX_COUNTED_CHARS else budget + 1
+        if run and used + cost + 2 + special > budget:
+            yield "\n\n".join(run), numbers[0], numbers[-1]
+            run, numbers, used = [], [], 0
+        if cost + special > budget:
+            for piece, _ in _split_words(row, count_tokens, budget - special):
+                yield piece, number, number
+            continue
+        run.append(row)
+        numbers.append(number)
+        used += cost + 2
+    if run:
+        yield "\n\n".join(run), numbers[0], numbers[-1]
 
 
 def _units(text: str, count_tokens: TokenCounter, budget: int) -> list[_Unit]:

@@ -110,8 +110,9 @@ def _search(args: argparse.Namespace) -> int:
     settings = settings_from(args)
     hits = Pipeline(settings).search(args.query, args.top_k, _within(args))
     if args.json:
-        rows = [{"path": h.chunk.path, "page": h.chunk.page, "heading": h.chunk.heading, "text": h.chunk.text,
-                 "score": round(h.score, 6)} for h in hits]
+        rows = [{"path": h.chunk.path, "page": h.chunk.page, "heading": h.chunk.heading, "place": h.chunk.where,
+                 "attachment": h.chunk.part, "label": h.chunk.label, "text": h.chunk.text, "score": round(h.score, 6)}
+                for h in hits]
         print(json.dumps({"hits": rows}, ensure_ascii=False))
         return 0
     if not hits:

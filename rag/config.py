@@ -78,6 +78,8 @@ class Settings:
     max_file_mb: int = field(default=100, metadata={"env": "RAG_MAX_FILE_MB", "help": "larger files are reported, not read"})
     max_pages: int = field(default=5000, metadata={"env": "RAG_MAX_PAGES", "help": "PDFs with more pages are reported, not read"})
     seed: int = field(default=0, metadata={"env": "RAG_SEED", "help": "sampling seed, for reproducible answers"})
+    ocr: str = field(default="auto", metadata={"env": "RAG_OCR", "help": "OCR for scanned PDF pages and images: auto (Tesseract if installed, else RapidOCR if installed), tesseract, rapidocr or off"})
+    ocr_dpi: int = field(default=300, metadata={"env": "RAG_OCR_DPI", "help": "resolution scanned PDF pages are rendered at for OCR"})
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "index_dir", Path(self.index_dir).expanduser().absolute())
@@ -107,6 +109,8 @@ class Settings:
             "embed_batch": self.embed_batch > 0,
             "max_file_mb": self.max_file_mb > 0,
             "max_pages": self.max_pages > 0,
+            "ocr": self.ocr in ("auto", "tesseract", "rapidocr", "off"),
+            "ocr_dpi": 72 <= self.ocr_dpi <= 1200,
         }
         for name, ok in checks.items():
             if not ok:
@@ -163,6 +167,8 @@ _RULES = {
     "embed_batch": "use a number above 0",
     "max_file_mb": "use a number of megabytes above 0",
     "max_pages": "use a number above 0",
+    "ocr": "use auto, tesseract, rapidocr or off",
+    "ocr_dpi": "use a resolution from 72 to 1200 (300 suits Tesseract)",
 }
 
 

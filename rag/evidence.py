@@ -42,10 +42,12 @@ class Place:
     path: str
     page: int | None
     heading: str
+    where: str = ""
+    part: str = ""
 
     @property
     def label(self) -> str:
-        return place(self.path, self.page, self.heading)
+        return place(self.path, self.page, self.heading, self.where, self.part)
 
 
 @dataclass(frozen=True)
@@ -225,7 +227,7 @@ def _twin(candidate: _Candidate, text: str, chosen: list[_Chosen], vectors: dict
 
 
 def _place(chunk: Chunk) -> Place:
-    return Place(chunk.path, chunk.page, chunk.heading)
+    return Place(chunk.path, chunk.page, chunk.heading, chunk.where, chunk.part)
 
 
 def _text(candidate: _Candidate, start: int, end: int) -> str:

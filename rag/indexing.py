@@ -18,6 +18,7 @@ from typing import Callable, Iterable, Iterator, Sequence
 import numpy as np
 
 from rag import loaders, store
+from rag.loaders import ocr as ocr_engine
 from rag.chunking import Chunk, chunk_sections
 from rag.config import Settings
 from rag.embeddings import Embedder
@@ -33,6 +34,7 @@ class Progress:
     files_total: int
     chunks_done: int
     current: str
+    ocr_pages: int = 0  # scanned pages and images read by OCR so far
 
 
 @dataclass(frozen=True)
@@ -227,11 +229,23 @@ def _run(files: list[Path], settings: Settings, embedder: Embedder, state: _Stat
     outcome = _Outcome()
     journaled = journal.keys()
     batch: list[_Prepared] = []
-    done = chunks_done = 0
+    done = chunks_done = ocr_pages = 0
+    reading = ""  # the file the parse thread is on
 
     def report(current: str) -> None:
         if progress:
-            progress(Progress(done, len(files), chunks_done, current))
+            progress(Progress(done, len(files), chunks_done, current, ocr_pages))
+
+    def page_read() -> None:  # called from the parse thread; a long scan moves the bar page by page
+        nonlocal ocr_pages
+        ocr_pages += 1
+        report(reading)
+
+    def starting(path: str) -> None:
+        nonlocal reading
+        reading = path
+
+    ocr = loaders.OcrRun(settings.ocr, ocr_engine.choose(settings.ocr), settings.ocr_dpi, page_read)
 
     def record(path: str) -> None:
         (outcome.updated if path in known else outcome.added).append(path)
@@ -248,7 +262,7 @@ def _run(files: list[Path], settings: Settings, embedder: Embedder, state: _Stat
         batch.clear()
 
     report(str(files[0]) if files else "")
-    for prepared in _prepared_in_order(files, settings, embedder, known, journaled):
+    for prepared in _prepared_in_order(files, settings, embedder, known, journaled, ocr, starting):
         if prepared.status == "failed":
             outcome.failures.append(Failure(prepared.path, prepared.reason))
         elif prepared.status == "unchanged":
@@ -274,13 +288,18 @@ def _run(files: list[Path], settings: Settings, embedder: Embedder, state: _Stat
 
 
 def _prepared_in_order(files: list[Path], settings: Settings, embedder: Embedder, known: dict[str, str],
-                       journaled: set[tuple[str, str]]) -> Iterator[_Prepared]:
+                       journaled: set[tuple[str, str]], ocr: loaders.OcrRun,
+                       starting: Callable[[str], None]) -> Iterator[_Prepared]:
     """Read and chunk files in a worker thread, a few ahead, yielding them in order."""
+    def prepare(path: Path) -> _Prepared:
+        starting(str(path))
+        return _prepare(path, settings, embedder, known, journaled, ocr)
+
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="parse") as pool:
         pending: deque[Future[_Prepared]] = deque()
         queue = iter(files)
         for path in queue:
-            pending.append(pool.submit(_prepare, path, settings, embedder, known, journaled))
+            pending.append(pool.submit(prepare, path))
             if len(pending) >= PREFETCH_FILES:
                 yield pending.popleft().result()
         while pending:
@@ -288,7 +307,7 @@ def _prepared_in_order(files: list[Path], settings: Settings, embedder: Embedder
 
 
 def _prepare(path: Path, settings: Settings, embedder: Embedder, known: dict[str, str],
-             journaled: set[tuple[str, str]]) -> _Prepared:
+             journaled: set[tuple[str, str]], ocr: loaders.OcrRun = loaders.OcrRun()) -> _Prepared:
     key = str(path)
     max_bytes = settings.max_file_mb * 1024 * 1024
     try:
@@ -298,7 +317,7 @@ def _prepare(path: Path, settings: Settings, embedder: Embedder, known: dict[str
             return _Prepared(key, "unchanged", digest, len(data))
         if (key, digest) in journaled:
             return _Prepared(key, "journal", digest, len(data))
-        sections = loaders.load(path, data, max_bytes=max_bytes, max_pages=settings.max_pages)
+        sections = loaders.load(path, data, max_bytes=max_bytes, max_pages=settings.max_pages, ocr=ocr)
         chunks = chunk_sections(sections, embedder.count_tokens, settings.chunk_tokens, settings.chunk_overlap)
     except LoadError as exc:
         return _Prepared(key, "failed", reason=exc.reason)

@@ -21,8 +21,8 @@ _SCHEMA = """
 CREATE TABLE IF NOT EXISTS files (path TEXT NOT NULL, sha256 TEXT NOT NULL, size INTEGER NOT NULL, pages INTEGER,
                                   ingested_at REAL NOT NULL, PRIMARY KEY (path, sha256));
 CREATE TABLE IF NOT EXISTS chunks (path TEXT NOT NULL, sha256 TEXT NOT NULL, ordinal INTEGER NOT NULL, page INTEGER,
-                                   heading TEXT NOT NULL, text TEXT NOT NULL, vector BLOB NOT NULL,
-                                   PRIMARY KEY (path, sha256, ordinal));
+                                   heading TEXT NOT NULL, text TEXT NOT NULL, place TEXT NOT NULL,
+                                   part TEXT NOT NULL, vector BLOB NOT NULL, PRIMARY KEY (path, sha256, ordinal));
 """
 
 
@@ -45,31 +45,33 @@ class Journal:
         con.execute("PRAGMA synchronous=FULL")
         con.executescript(_SCHEMA)
         con.execute("SELECT count(*) FROM files").fetchone()
+        if "place" not in {row[1] for row in con.execute("PRAGMA table_info(chunks)")}:
+            raise sqlite3.DatabaseError("a journal from an earlier version")  # redone from the files
         return con
 
     def keys(self) -> set[tuple[str, str]]:
         return set(self._con.execute("SELECT path, sha256 FROM files"))
 
     def put(self, document: Document, chunks: Sequence[Chunk], vectors: np.ndarray) -> None:
-        rows = [(document.path, document.sha256, c.ordinal, c.page, c.heading, c.text,
+        rows = [(document.path, document.sha256, c.ordinal, c.page, c.heading, c.text, c.where, c.part,
                  np.asarray(v, dtype=np.float32).tobytes()) for c, v in zip(chunks, vectors)]
         with self._con:
             self._con.execute("BEGIN")
             self._con.execute("DELETE FROM chunks WHERE path = ? AND sha256 = ?", (document.path, document.sha256))
             self._con.execute("INSERT OR REPLACE INTO files VALUES (?, ?, ?, ?, ?)",
                               (document.path, document.sha256, document.size, document.pages, document.ingested_at))
-            self._con.executemany("INSERT INTO chunks VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
+            self._con.executemany("INSERT INTO chunks VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
 
     def get(self, path: str, sha256: str, dim: int) -> tuple[Document, list[Chunk], np.ndarray] | None:
         row = self._con.execute("SELECT size, pages, ingested_at FROM files WHERE path = ? AND sha256 = ?",
                                 (path, sha256)).fetchone()
         if row is None:
             return None
-        found = self._con.execute("SELECT ordinal, page, heading, text, vector FROM chunks WHERE path = ? AND sha256 = ? "
+        found = self._con.execute("SELECT ordinal, page, heading, text, place, part, vector FROM chunks WHERE path = ? AND sha256 = ? "
                                   "ORDER BY ordinal", (path, sha256)).fetchall()
         if any(len(blob) != dim * 4 for *_, blob in found):
             return None  # made with another embedder: do the work again
-        chunks = [Chunk(path, text, ordinal, page, heading) for ordinal, page, heading, text, _ in found]
+        chunks = [Chunk(path, text, ordinal, page, heading, where, part) for ordinal, page, heading, text, where, part, _ in found]
         vectors = (np.vstack([np.frombuffer(blob, dtype=np.float32) for *_, blob in found]) if found
                    else np.zeros((0, dim), dtype=np.float32))
         return Document(path, sha256, row[0], row[1], len(chunks), row[2]), chunks, vectors

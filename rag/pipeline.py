@@ -31,6 +31,8 @@ class Source:
     score: float
     windows: tuple[str, ...] = ()  # the evidence windows of this passage that the model was given; () = the whole text
     also: tuple[str, ...] = ()  # other places (file, page, heading) holding the same sentences
+    where: str = ""  # a place that is not a page: "slide 4", "sheet Expenses, rows 2-14"
+    part: str = ""  # the attachment of an e-mail this passage is from
 
     def __post_init__(self) -> None:
         if self.n < 1:
@@ -38,7 +40,7 @@ class Source:
 
     @property
     def label(self) -> str:
-        return place(self.path, self.page, self.heading)
+        return place(self.path, self.page, self.heading, self.where, self.part)
 
 
 @dataclass(frozen=True)
@@ -249,8 +251,8 @@ class Pipeline:
                                   self.embedder.count_tokens, budget, lambda i: _previous(snapshot.chunks, i),
                                   cache=self._vectors)
         if not self.settings.evidence_tokens:
-            sources = tuple(Source(i, h.chunk.path, h.chunk.page, h.chunk.heading, h.chunk.text, round(h.score, 6))
-                            for i, h in enumerate(hits, start=1))
+            sources = tuple(Source(i, h.chunk.path, h.chunk.page, h.chunk.heading, h.chunk.text, round(h.score, 6),
+                                   where=h.chunk.where, part=h.chunk.part) for i, h in enumerate(hits, start=1))
             number = {h.chunk_id: i for i, h in enumerate(hits, start=1)}
             return sources, tuple(_shown(w, number[w.chunk_id]) for w in windows)
         by_chunk: dict[int, list[Window]] = {}
@@ -263,7 +265,7 @@ class Pipeline:
             ordered = sorted(group, key=lambda w: chunk.text.find(w.lead))  # document order reads best
             also = tuple(dict.fromkeys(p.label for w in group for p in w.also))
             sources.append(Source(n, chunk.path, chunk.page, chunk.heading, chunk.text, round(hit_of[chunk_id].score, 6),
-                                  tuple(w.text for w in ordered), also))
+                                  tuple(w.text for w in ordered), also, chunk.where, chunk.part))
         number = {chunk_id: n for n, chunk_id in enumerate(by_chunk, start=1)}
         return tuple(sources), tuple(_shown(w, number[w.chunk_id]) for w in windows)
 

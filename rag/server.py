@@ -69,6 +69,16 @@ class BasicAuth:
         await send({"type": "http.response.body", "body": b"This app needs a username and password.\n"})
 
 
+# What a browser shows itself; slides, sheets and e-books are downloaded and opened in their own programs.
+_MEDIA = {".pdf": "application/pdf", ".html": "text/html", ".htm": "text/html", ".png": "image/png",
+          ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".tif": "image/tiff", ".tiff": "image/tiff",
+          ".pptx": "application/vnd.openxmlformats-officedocument.presentationml.presentation",
+          ".xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+          ".docx": "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+          ".epub": "application/epub+zip", ".eml": "text/plain; charset=utf-8", ".mbox": "text/plain; charset=utf-8",
+          ".csv": "text/plain; charset=utf-8", ".tsv": "text/plain; charset=utf-8"}
+
+
 def build_server(pipeline: Any, demo: Any, auth: tuple[str, str] | None = None, max_file_mb: int = 100) -> Any:
     """The Gradio app mounted at /, plus /doc/SHA256 serving indexed documents so that citations open them."""
     import gradio as gr
@@ -83,11 +93,11 @@ def build_server(pipeline: Any, demo: Any, auth: tuple[str, str] | None = None, 
         match = next((d for d in pipeline.retriever.snapshot.documents if d.sha256 == digest), None)
         if match is None or not Path(match.path).is_file():
             raise HTTPException(status_code=404, detail="No indexed document has this address.")
-        kinds = {".pdf": "application/pdf", ".html": "text/html", ".htm": "text/html"}
-        media = kinds.get(Path(match.path).suffix.lower(), "text/plain; charset=utf-8")
+        media = _MEDIA.get(Path(match.path).suffix.lower(), "text/plain; charset=utf-8")
         # A saved web page is shown, never run: no scripts, no requests out.
         headers = {"Content-Security-Policy": "sandbox; default-src 'none'; style-src 'unsafe-inline'; img-src data:"}
-        return FileResponse(match.path, media_type=media, content_disposition_type="inline",
+        shown = "inline" if media.startswith(("text/", "image/", "application/pdf")) else "attachment"
+        return FileResponse(match.path, media_type=media, content_disposition_type=shown,
                             filename=Path(match.path).name, headers=headers if media == "text/html" else None)
 
     app = gr.mount_gradio_app(server, demo, path="", server_name="127.0.0.1", show_error=True,

@@ -37,7 +37,8 @@ _SCHEMA = """
 CREATE TABLE documents (path TEXT PRIMARY KEY, sha256 TEXT NOT NULL, size INTEGER NOT NULL,
                         pages INTEGER, chunks INTEGER NOT NULL, ingested_at REAL NOT NULL);
 CREATE TABLE chunks (id INTEGER PRIMARY KEY, path TEXT NOT NULL REFERENCES documents(path),
-                     ordinal INTEGER NOT NULL, page INTEGER, heading TEXT NOT NULL, text TEXT NOT NULL);
+                     ordinal INTEGER NOT NULL, page INTEGER, heading TEXT NOT NULL, text TEXT NOT NULL,
+                     place TEXT NOT NULL DEFAULT '', part TEXT NOT NULL DEFAULT '');
 """
 
 
@@ -227,14 +228,17 @@ def _read_sqlite(path: Path) -> tuple[tuple[Document, ...], tuple[Chunk, ...]]:
     try:
         documents = tuple(Document(*row) for row in con.execute(
             "SELECT path, sha256, size, pages, chunks, ingested_at FROM documents ORDER BY path"))
-        rows = con.execute("SELECT id, path, ordinal, page, heading, text FROM chunks ORDER BY id").fetchall()
+        columns = {row[1] for row in con.execute("PRAGMA table_info(chunks)")}
+        # Generations written before slides, sheets and attachments have no place or part: they are ''.
+        extra = "place, part" if "place" in columns else "'', ''"
+        rows = con.execute(f"SELECT id, path, ordinal, page, heading, text, {extra} FROM chunks ORDER BY id").fetchall()
     finally:
         con.close()
     chunks = []
-    for expected, (chunk_id, doc, ordinal, page, heading, text) in enumerate(rows):
+    for expected, (chunk_id, doc, ordinal, page, heading, text, where, part) in enumerate(rows):
         if chunk_id != expected:
             raise sqlite3.DatabaseError(f"chunk ids are not contiguous at {expected}")
-        chunks.append(Chunk(doc, text, ordinal, page, heading))
+        chunks.append(Chunk(doc, text, ordinal, page, heading, where, part))
     return documents, tuple(chunks)
 
 
@@ -244,8 +248,8 @@ def _write_sqlite(path: Path, documents: Sequence[Document], chunks: Sequence[Ch
         con.executescript(_SCHEMA)
         con.executemany("INSERT INTO documents VALUES (?, ?, ?, ?, ?, ?)",
                         [(d.path, d.sha256, d.size, d.pages, d.chunks, d.ingested_at) for d in documents])
-        con.executemany("INSERT INTO chunks VALUES (?, ?, ?, ?, ?, ?)",
-                        [(i, c.path, c.ordinal, c.page, c.heading, c.text) for i, c in enumerate(chunks)])
+        con.executemany("INSERT INTO chunks VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                        [(i, c.path, c.ordinal, c.page, c.heading, c.text, c.where, c.part) for i, c in enumerate(chunks)])
         con.commit()
     finally:
         con.close()

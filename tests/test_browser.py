@@ -158,6 +158,26 @@ def test_an_uploaded_file_is_indexed_answered_from_and_removed(page, app, tmp_pa
     assert "garden-log.md" not in page.inner_text("#sources")
 
 
+def test_uploaded_slides_are_answered_from_and_cited_by_slide(page, app, tmp_path):
+    from tests import documents
+
+    deck = documents.slides(tmp_path / "transport-review.pptx")
+    tab(page, "Library")
+    page.set_input_files("#upload input[type=file]", str(deck))
+    page.wait_for_selector("#ingest-status :text('✅ indexed')")
+    tab(page, "Chat")
+    ask(page, "How often does the Harbour Line tram run on Sundays?")
+    page.wait_for_function(ANSWER_DONE)
+    sources = page.inner_text("#sources")
+    assert re.search(r"^\[1\] transport-review\.pptx, slide 2, Harbour Line timetable", sources, re.M), sources
+    assert "every 12 minutes on Sundays" in page.inner_text("#chat")
+    tab(page, "Library")  # leave the shared app as it was
+    page.click("#remove-choice input")
+    page.click("#remove-choice li[aria-label='transport-review.pptx']")
+    page.click("#remove")
+    page.wait_for_selector("#remove-status :text('Removed transport-review.pptx')")
+
+
 def test_a_folder_upload_indexes_what_it_can_and_names_each_refused_file(page, app, tmp_path):
     folder = tmp_path / "notes"
     folder.mkdir()

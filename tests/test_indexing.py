@@ -17,7 +17,7 @@ def folder(tmp_path):
     (docs / "sub" / "b.txt").write_text("Bravo text about boats, harbours and the tides of the sea.\n")
     (docs / ".hidden").mkdir()
     (docs / ".hidden" / "c.md").write_text("# hidden\nnever indexed\n")
-    (docs / "image.png").write_bytes(b"\x89PNG")
+    (docs / "image.svg").write_bytes(b"<svg/>")
     return docs
 
 
@@ -47,7 +47,7 @@ def test_folders_are_walked_skipping_hidden_entries_and_link_loops(folder):
     os.symlink(folder / "a.md", folder / "again.md")  # the same file twice: indexed once
     files, skipped, failures, roots = find_files([folder, folder / "nope.md"])
     assert [f.name for f in files] == ["a.md", "b.txt"]
-    assert [s.name for s in skipped] == ["image.png"]
+    assert [s.name for s in skipped] == ["image.svg"]
     reasons = {os.path.basename(f.path): f.reason for f in failures}
     assert "loops back" in reasons["loop1.md"] and "loops back" in reasons["loop2.md"]
     assert "no such file" in reasons["nope.md"]

@@ -92,3 +92,23 @@ def test_removing_deletes_the_uploaded_copy_but_never_the_users_own_file(tmp_pat
     assert library.remove_document(str(copy), settings) == [str(copy)]
     assert own.exists() and not copy.exists()
     assert library.entries(settings) == []
+
+
+def test_slides_sheets_and_mail_are_uploaded_indexed_reingested_and_removed(tmp_path, embedder, settings_factory):
+    from tests import documents
+
+    settings = settings_factory(tmp_path / "index", library_dir=tmp_path / "library")
+    made = [documents.slides(tmp_path / "deck.pptx"), documents.workbook(tmp_path / "budget.xlsx"),
+            documents.mail(tmp_path / "roof.eml"), documents.ebook(tmp_path / "book.epub")]
+    stored = [library.add_upload(path, path.name, settings) for path in made]
+    final = {s.name: s for s in list(library.ingest_with_progress(stored, settings, embedder, interval=0.05))[-1]}
+    assert {name: s.state for name, s in final.items()} == {p.name: "indexed" for p in made}
+    again = list(library.ingest_with_progress(stored, settings, embedder, interval=0.05))[-1]
+    assert {s.state for s in again} == {"unchanged"}
+    from rag import store
+
+    labels = {c.label for c in store.load(settings.index_dir).chunks}
+    assert "deck.pptx, slide 2, Harbour Line timetable" in labels
+    assert "inspection.pdf (attachment of roof.eml), page 1" in labels
+    assert library.remove_document(str(stored[0]), settings) == [str(stored[0])]
+    assert not any(c.path.endswith("deck.pptx") for c in store.load(settings.index_dir).chunks)

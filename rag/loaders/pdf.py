@@ -5,19 +5,25 @@ from __future__ import annotations
 import io
 import re
 from collections import Counter
+from typing import TYPE_CHECKING, Callable
 
 from rag.errors import LoadError
+
+if TYPE_CHECKING:
+    from rag.loaders.ocr import Ocr
 
 # Contents lines are short; longer lines are not tried, since the lazy ".{2,}?" backtracks quadratically.
 _CONTENTS_LINE_CHARS = 300
 _DOT_LEADER_LINE = re.compile(r"^.{2,}?(?:\.{2,}|\s{2,}|\u2026+)\s*\d{1,4}$|^.{2,}\s\d{1,4}$")
 
 
-def pdf_pages(path: str, data: bytes, max_pages: int, max_unpacked: int) -> list[tuple[int, str]]:
-    """(page number, text) for every page with text, headers/footers and contents pages removed.
+def pdf_pages(path: str, data: bytes, max_pages: int, max_unpacked: int, ocr: "Ocr | None" = None,
+              engine: str = "auto", dpi: int = 300, on_page: Callable[[], None] | None = None) -> list[tuple[int, str, bool]]:
+    """(page number, text, read by OCR) for every page with text, headers/footers and contents pages removed.
 
     The pages' content streams may unpack to at most `max_unpacked` bytes in all, checked before any
-    text is extracted, since extraction costs about a second per megabyte of content.
+    text is extracted, since extraction costs about a second per megabyte of content. A page with no
+    text layer but an image on it (a scan) is rendered and read by `ocr`, calling `on_page` after each.
     """
     import pypdf
     from pypdf.errors import LimitReachedError, PyPdfError
@@ -36,17 +42,65 @@ def pdf_pages(path: str, data: bytes, max_pages: int, max_unpacked: int) -> list
                                   "raise RAG_MAX_PAGES to index it")
         _check_unpacked_size(path, reader.pages, max_unpacked)
         pages = [(n, _tidy(page.extract_text() or "")) for n, page in enumerate(reader.pages, start=1)]
+        scanned = [n for n, text in pages if not text.strip() and _has_image(reader.pages[n - 1])]
     except LoadError:
         raise
     except LimitReachedError as exc:  # pypdf's own caps (75 MB per stream, 2 million tokens per content stream)
         raise LoadError(path, f"the PDF is too large to unpack safely ({exc}); it may be a decompression bomb") from None
     except (PyPdfError, ValueError, KeyError, TypeError, AttributeError, AssertionError, IndexError, OSError, RecursionError) as exc:
         raise LoadError(path, f"the PDF is damaged or not a PDF ({exc}); re-export or re-download it") from None
+    read = {}
+    if scanned and ocr is not None:
+        read = _ocr_pages(path, data, scanned, ocr, dpi, on_page)
+        pages = [(n, read.get(n, text)) for n, text in pages]
     pages = [(n, text) for n, text in _without_running_lines(pages) if text.strip()]
     if not pages:
-        raise LoadError(path, "no extractable text; scanned? Run OCR on it first (for example with ocrmypdf)")
+        if scanned and ocr is None:
+            from rag.loaders.ocr import why_not
+
+            raise LoadError(path, f"the PDF has no text layer ({len(scanned)} scanned pages) and {why_not(engine)}")
+        if scanned:
+            raise LoadError(path, f"OCR found no text on its {len(scanned)} scanned pages; check that they are readable")
+        raise LoadError(path, "no extractable text: its pages hold neither text nor images")
     content = [(n, text) for n, text in pages if not _is_contents_page(text)]
-    return content or pages
+    return [(n, text, n in read) for n, text in content or pages]
+
+
+def _has_image(page) -> bool:
+    """The page draws an image or a form (a scanner's page image is one of these)."""
+    resources = page.get("/Resources")
+    objects = resources.get_object().get("/XObject") if resources is not None else None
+    return bool(objects) and len(objects.get_object()) > 0
+
+
+def _ocr_pages(path: str, data: bytes, numbers: list[int], ocr: "Ocr", dpi: int,
+               on_page: Callable[[], None] | None) -> dict[int, str]:
+    """Render the pages with PDFium and read them; each page is scaled down to fit the pixel limit."""
+    import pypdfium2
+
+    from rag.loaders.ocr import MAX_PIXELS, read_page
+
+    texts: dict[int, str] = {}
+    try:
+        document = pypdfium2.PdfDocument(data)
+    except pypdfium2.PdfiumError as exc:
+        raise LoadError(path, f"the PDF's scanned pages cannot be rendered for OCR ({exc}); re-export it") from None
+    try:
+        for number in numbers:
+            page = document[number - 1]
+            width, height = page.get_size()  # in points, 72 to the inch
+            scale = min(dpi / 72, (MAX_PIXELS / max(width * height, 1.0)) ** 0.5)
+            image = page.render(scale=scale, grayscale=True).to_pil()
+            image.info["dpi"] = (scale * 72, scale * 72)  # Tesseract guesses wrong without it and reads blocks out of order
+            texts[number] = _tidy(read_page(path, ocr, image, number))
+            page.close()
+            if on_page:
+                on_page()
+    except pypdfium2.PdfiumError as exc:
+        raise LoadError(path, f"a scanned page cannot be rendered for OCR ({exc}); re-export the PDF") from None
+    finally:
+        document.close()
+    return texts
 
 
 def _check_unpacked_size(path: str, pages, max_unpacked: int) -> None:

@@ -1,15 +1,25 @@
-"""File -> sections of text with their metadata (PDF page numbers, heading paths), for every format we read."""
+"""File -> sections of text with their metadata (page, slide, sheet and rows, chapter, heading path), for every format we read.
+
+One module per family of formats: pdf (with ocr for scans), web (saved pages), word, slides,
+sheets, ebook and mail; archive checks the zip containers before a library opens them.
+"""
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Callable
 
 from rag.errors import LoadError
 
+if TYPE_CHECKING:
+    from rag.loaders.ocr import Ocr
+
 SUPPORTED_SUFFIXES = {".pdf": "pdf", ".md": "markdown", ".markdown": "markdown", ".txt": "text", ".text": "text",
-                      ".html": "html", ".htm": "html", ".docx": "docx"}
+                      ".html": "html", ".htm": "html", ".docx": "docx", ".pptx": "pptx", ".xlsx": "xlsx",
+                      ".csv": "csv", ".tsv": "tsv", ".epub": "epub", ".eml": "eml", ".mbox": "mbox",
+                      ".png": "image", ".jpg": "image", ".jpeg": "image", ".tif": "image", ".tiff": "image"}
 DEFAULT_MAX_BYTES = 100 * 1024 * 1024
 DEFAULT_MAX_PAGES = 5000
 
@@ -28,10 +38,25 @@ class Section:
     text: str
     page: int | None = None
     heading: str = ""
+    where: str = ""  # the place when it is not a page: "slide 4", "sheet Expenses", "chapter 3", "message 12"
+    part: str = ""  # a document inside the file: the name of an e-mail's attachment
+    rows: tuple[int, ...] = ()  # a table's row numbers, one per paragraph of `text`; chunks then keep rows whole
 
     def __post_init__(self) -> None:
         if self.page is not None and self.page < 1:
             raise ValueError(f"page numbers start at 1, got {self.page}")
+        if self.rows and len(self.rows) != self.text.count("\n\n") + 1:
+            raise ValueError(f"{len(self.rows)} row numbers for {self.text.count(chr(10) * 2) + 1} rows in {self.path}")
+
+
+@dataclass(frozen=True)
+class OcrRun:
+    """How scans and images are read in one ingest: the engine (None when there is none) and its setting."""
+
+    engine: str = "off"  # the setting: auto, tesseract, rapidocr or off; named in the reason when no engine runs
+    reader: "Ocr | None" = None
+    dpi: int = 300
+    on_page: Callable[[], None] | None = None  # called after each page read by OCR (the progress bar counts them)
 
 
 def is_supported(path: Path) -> bool:
@@ -39,7 +64,7 @@ def is_supported(path: Path) -> bool:
 
 
 def load(path: Path, data: bytes | None = None, max_bytes: int = DEFAULT_MAX_BYTES,
-         max_pages: int = DEFAULT_MAX_PAGES) -> list[Section]:
+         max_pages: int = DEFAULT_MAX_PAGES, ocr: OcrRun = OcrRun()) -> list[Section]:
     """Read one file (or its bytes, when already read) into sections; LoadError says why not."""
     name = str(path)
     kind = SUPPORTED_SUFFIXES.get(path.suffix.lower())
@@ -49,22 +74,72 @@ def load(path: Path, data: bytes | None = None, max_bytes: int = DEFAULT_MAX_BYT
         data = read_limited(path, max_bytes)
     if not data.strip():
         raise LoadError(name, "the file is empty")
-    if kind == "pdf":
-        sections = [Section(name, text, page=n) for n, text in _pdf(name, data, max_pages, max_bytes)]
-    elif kind == "docx":
-        sections = [Section(name, text, heading=h) for h, text in _docx(name, data, max_bytes)]
-    else:
-        text = decode_text(name, data)
-        if kind == "html":
-            sections = [Section(name, body, heading=h) for h, body in _html(text)]
-        elif kind == "markdown":
-            sections = split_markdown(name, text)
-        else:
-            sections = [Section(name, text.strip())]
+    sections = _read(name, kind, data, max_bytes, max_pages, ocr)
     sections = [s for s in sections if s.text.strip()]
     if not sections:
         raise LoadError(name, "no text found in the file")
     return sections
+
+
+def _read(name: str, kind: str, data: bytes, max_bytes: int, max_pages: int, ocr: OcrRun) -> list[Section]:
+    if kind == "pdf":
+        from rag.loaders.pdf import pdf_pages
+
+        pages = pdf_pages(name, data, max_pages, max_bytes, ocr.reader, ocr.engine, ocr.dpi, ocr.on_page)
+        return [Section(name, text, page=n, where=f"page {n} (read by OCR)" if scanned else "") for n, text, scanned in pages]
+    if kind == "image":
+        from rag.loaders.ocr import image_pages
+
+        pages = image_pages(name, data, ocr.reader, ocr.engine, max_pages, ocr.on_page)
+        single = len(pages) == 1
+        return [Section(name, text, page=None if single else n, where="read by OCR" if single else f"page {n} (read by OCR)")
+                for n, text in pages]
+    if kind == "docx":
+        from rag.loaders.word import docx_sections
+
+        return [Section(name, text, heading=h) for h, text in docx_sections(name, data, max_bytes)]
+    if kind == "pptx":
+        from rag.loaders.slides import slide_sections
+
+        return [Section(name, text, heading=title, where=f"slide {n}")
+                for n, title, text in slide_sections(name, data, max_bytes, max_pages)]
+    if kind == "xlsx":
+        from rag.loaders.sheets import workbook_sheets
+
+        return [_rows_section(name, rows, heading=sheet, where=f"sheet {sheet}")
+                for sheet, rows in workbook_sheets(name, data, max_bytes)]
+    if kind == "epub":
+        from rag.loaders.ebook import epub_chapters
+
+        return [Section(name, text, heading=heading, where=f"chapter {n}")
+                for n, _title, parts in epub_chapters(name, data, max_bytes, max_pages) for heading, text in parts]
+    if kind in ("eml", "mbox"):
+        from rag.loaders import mail
+
+        def attachment(file_name: str, payload: bytes) -> list[Section]:
+            return load(Path(file_name), payload, max_bytes, max_pages, ocr)
+
+        if kind == "eml":
+            return mail.eml_sections(name, data, attachment)
+        return mail.mbox_sections(name, data, attachment, max_pages)
+    text = decode_text(name, data)
+    if kind in ("csv", "tsv"):
+        from rag.loaders.sheets import csv_rows
+
+        rows = csv_rows(name, text, "\t" if kind == "tsv" else None)
+        return [_rows_section(name, rows)] if rows else []
+    if kind == "html":
+        from rag.loaders.web import page_sections
+
+        return [Section(name, body, heading=h) for h, body in page_sections(text)]
+    if kind == "markdown":
+        return split_markdown(name, text)
+    return [Section(name, text.strip())]
+
+
+def _rows_section(name: str, rows: list[tuple[int, str]], heading: str = "", where: str = "") -> Section:
+    return Section(name, "\n\n".join(text for _, text in rows), heading=heading, where=where,
+                   rows=tuple(number for number, _ in rows))
 
 
 def read_limited(path: Path, max_bytes: int) -> bytes:
@@ -135,21 +210,3 @@ def split_markdown(path: str, text: str) -> list[Section]:
             body.append(line)
     flush()
     return sections
-
-
-def _pdf(name: str, data: bytes, max_pages: int, max_bytes: int) -> list[tuple[int, str]]:
-    from rag.load_pdf import pdf_pages
-
-    return pdf_pages(name, data, max_pages, max_unpacked=max_bytes)
-
-
-def _docx(name: str, data: bytes, max_bytes: int) -> list[tuple[str, str]]:
-    from rag.load_docx import docx_sections
-
-    return docx_sections(name, data, max_bytes)
-
-
-def _html(text: str) -> list[tuple[str, str]]:
-    from rag.load_html import html_sections
-
-    return html_sections(text)
