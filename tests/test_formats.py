@@ -210,3 +210,11 @@ def test_ocr_setting_is_checked():
     with pytest.raises(ValueError, match="unknown OCR engine 'easyocr'; use one of auto, tesseract, rapidocr, off"):
         ocr.choose("easyocr")
     assert ocr.choose("off") is None
+
+
+def test_rapidocr_reads_a_page_when_installed(tmp_path):
+    pytest.importorskip("rapidocr_onnxruntime", reason="the optional engine: pip install '.[rapidocr]'")
+    run = loaders.OcrRun("rapidocr", ocr.choose("rapidocr"), 300)
+    assert run.reader.name == "rapidocr"
+    [section] = loaders.load(documents.page_image(tmp_path / "page.png", page=5), ocr=run)
+    assert "14GB" in section.text.replace(" ", "") and "Quantization" in section.text
