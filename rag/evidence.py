@@ -79,6 +79,9 @@ def is_listing(text: str) -> bool:
     words = text.split()
     if len(words) < 12:
         return False
+    lines = [line for line in text.splitlines() if line.strip()]
+    if sum("; " in line for line in lines) * 2 >= len(lines):
+        return False  # table rows ("Month: March; Category: Travel; Amount: 1240"): index entries use commas
     found = [int(n) for n in _PAGE_NUMBER.findall(text)]
     numbers = len(found)
     # Page numbers run into the tens and hundreds; the small numbers of code and data examples do not.

@@ -56,3 +56,13 @@ def test_contents_and_index_pages_are_recognised_and_never_evidence(embedder):
     found = select("Where is the key drawn by default and how do I remove it?",
                    chunks(index, contents, prose), embedder, embedder.count_tokens, 200)
     assert found and all(w.chunk_id == 2 for w in found)
+
+
+def test_table_rows_are_not_mistaken_for_an_index_page():
+    rows = "\n\n".join(f"Month: {m}; Category: {c}; Amount: {a}" for m, c, a in
+                       [("January", "Rent", 1450), ("January", "Travel", 310), ("February", "Rent", 1450),
+                        ("February", "Travel", 95), ("March", "Rent", 1450), ("March", "Travel", 1240)])
+    assert not is_listing(rows)
+    index_page = "\n".join(f"{w}, {n}, {n + 17}" for w, n in [("Fonts", 41), ("Grids", 52), ("Keys", 63), ("Labels", 74),
+                                                             ("Margins", 85), ("Palettes", 96), ("Samples", 107)])
+    assert is_listing(index_page)

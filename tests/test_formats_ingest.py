@@ -81,3 +81,15 @@ def test_answer_cites_the_attachment_of_the_mail(formats_index):
     first = next(s for s in payload["sources"] if s["n"] == min(cited))
     assert first["part"] == "inspection.pdf" and Path(first["path"]).name == name and first["page"] == 1
     assert "cracked along 3 metres" in payload["answer"]
+
+
+def test_answer_gives_the_spreadsheet_row_that_answers(formats_index):
+    question = "What did we spend on travel in March?"
+    result = run("-m", "rag", "ask", question, "--json", "--index", str(formats_index), env={"RAG_TEMPERATURE": "0"})
+    assert result.returncode == 0, result.stderr
+    payload = json.loads(result.stdout.strip().splitlines()[-1])
+    assert not payload["abstained"], "table rows must not be mistaken for an index page"
+    assert "Month: March; Category: Travel; Amount: 1240" in payload["answer"]
+    cited = {int(n) for n in __import__("re").findall(r"\[(\d+)\]", payload["answer"])}
+    first = next(s for s in payload["sources"] if s["n"] == min(cited))
+    assert Path(first["path"]).name == "household-budget.xlsx" and first["where"].startswith("sheet Expenses, rows ")
