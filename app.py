@@ -242,7 +242,8 @@ def _cell(text: str) -> str:
 
 
 def settings_markdown(settings) -> str:
-    return (f"**In force:** model `{Path(settings.model_path).name}`, {settings.top_k} sources, reranking "
+    model = f"model server `{settings.llm_url}`" if settings.llm_url else f"model `{Path(settings.model_path).name}`"
+    return (f"**In force:** {model}, {settings.top_k} sources, reranking "
             f"{'on' if settings.rerank or settings.reranker else 'off'}"
             f"{f' (cross-encoder {Path(settings.reranker).name})' if settings.reranker else ''}, "
             f"temperature {settings.temperature:g}.")

@@ -90,7 +90,9 @@ def _ingest(paths: list[Path], settings, show_progress: bool, fresh: bool = Fals
     for failure in report.failed:
         print(f"could not index {failure.path}: {failure.reason}", file=sys.stderr)
     print(report.summary())
-    print(f"index: {settings.index_dir}")
+    from rag import store
+
+    print(f"index: {store.choose(settings).describe()}")
     if not report.usable:
         print(f"error: nothing to index in {', '.join(map(str, paths))}; give files or folders holding {FORMATS} files.",
               file=sys.stderr)
@@ -102,7 +104,7 @@ def _rebuild(paths: list[Path], settings, show_progress: bool) -> int:
     """A fresh index from what the old one recorded, the library folder and `paths`; the old one stays until it is done."""
     from rag import store
 
-    recorded = [Path(p) for p in store.recorded_paths(settings.index_dir)]
+    recorded = [Path(p) for p in store.choose(settings).recorded_paths()]
     missing = [p for p in recorded if not p.exists()]
     sources = [p for p in recorded if p.exists()] + list(paths)
     if settings.library_dir.is_dir():
@@ -122,11 +124,12 @@ def _rebuild(paths: list[Path], settings, show_progress: bool) -> int:
 def _list(settings) -> int:
     from rag import store
 
-    snapshot = store.load(settings.index_dir)
+    backend = store.choose(settings)
+    snapshot = backend.load()
     for document in snapshot.documents:
         pages = f"{document.pages} pages, " if document.pages else ""
         print(f"{document.path}  ({pages}{document.chunks} chunks)")
-    print(f"{len(snapshot.documents)} documents, {len(snapshot.chunks)} chunks in {settings.index_dir}")
+    print(f"{len(snapshot.documents)} documents, {len(snapshot.chunks)} chunks in {backend.describe()}")
     return 0
 
 

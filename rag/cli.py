@@ -18,10 +18,16 @@ def settings_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--library", type=Path, help="folder for files uploaded in the app (default: RAG_LIBRARY or ./library)")
     parser.add_argument("--embedder", help="sentence-transformers model folder (default: the bundled all-MiniLM-L6-v2)")
     parser.add_argument("--model", help="GGUF model file (default: RAG_MODEL or the bundled SmolLM2-135M)")
+    parser.add_argument("--llm-url", metavar="URL", help="OpenAI-compatible model server that answers instead, such as "
+                        "http://127.0.0.1:8000 (default: RAG_LLM_URL, or none: the model runs in this process)")
+    parser.add_argument("--milvus", metavar="URI", help="keep the index in Milvus: a file path (Milvus Lite) or "
+                        "http://host:19530 (a Milvus server); default: RAG_MILVUS_URI, else the local --index folder")
 
 
 def settings_from(args: argparse.Namespace, **extra: object) -> Settings:
-    return Settings.load({"index_dir": args.index, "library_dir": getattr(args, "library", None), "embedder": args.embedder, "model": getattr(args, "model", None), **extra})
+    return Settings.load({"index_dir": args.index, "library_dir": getattr(args, "library", None), "embedder": args.embedder, "model": getattr(args, "model", None),
+                          "milvus_uri": getattr(args, "milvus", None),
+                          "llm_url": getattr(args, "llm_url", None), **extra})
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -51,6 +51,10 @@ class Settings:
     library_dir: Path = field(default=DEFAULT_LIBRARY_DIR, metadata={"env": "RAG_LIBRARY", "help": "folder where files uploaded in the app are kept"})
     embedder: str = field(default="", metadata={"env": "RAG_EMBEDDER", "help": "sentence-transformers model folder"})
     model: str = field(default="", metadata={"env": "RAG_MODEL", "help": "GGUF model file used to answer"})
+    llm_url: str = field(default="", metadata={"env": "RAG_LLM_URL", "help": "OpenAI-compatible model server (llama.cpp, Ollama, vLLM) that answers instead of the GGUF file, such as http://127.0.0.1:8000; empty runs the model in this process"})
+    llm_key: str = field(default="", repr=False, metadata={"env": "RAG_LLM_KEY", "help": "API key sent to the model server as a bearer token"})
+    llm_model: str = field(default="", metadata={"env": "RAG_LLM_MODEL", "help": "model name asked of the model server; empty takes the first one it lists"})
+    llm_timeout: float = field(default=120.0, metadata={"env": "RAG_LLM_TIMEOUT", "help": "seconds to wait for the model server to connect or to send the next piece of an answer"})
     reranker: str = field(default="", metadata={"env": "RAG_RERANKER", "help": "cross-encoder model folder; empty keeps fused order"})
     chunk_tokens: int = field(default=200, metadata={"env": "RAG_CHUNK_TOKENS", "help": "largest chunk, in embedder tokens"})
     chunk_overlap: int = field(default=40, metadata={"env": "RAG_CHUNK_OVERLAP", "help": "tokens repeated between neighbouring chunks"})
@@ -80,6 +84,10 @@ class Settings:
     seed: int = field(default=0, metadata={"env": "RAG_SEED", "help": "sampling seed, for reproducible answers"})
     ocr: str = field(default="auto", metadata={"env": "RAG_OCR", "help": "OCR for scanned PDF pages and images: auto (Tesseract if installed, else RapidOCR if installed), tesseract, rapidocr or off"})
     ocr_dpi: int = field(default=300, metadata={"env": "RAG_OCR_DPI", "help": "resolution scanned PDF pages are rendered at for OCR"})
+    store: str = field(default="", metadata={"env": "RAG_STORE", "help": "index backend: local (SQLite + FAISS in the index folder) or milvus; empty: milvus when a Milvus URI is set, else local"})
+    milvus_uri: str = field(default="", metadata={"env": "RAG_MILVUS_URI", "help": "Milvus to keep the index in: a file path (Milvus Lite) or http://host:19530 (a Milvus server)"})
+    milvus_token: str = field(default="", repr=False, metadata={"env": "RAG_MILVUS_TOKEN", "help": "Milvus token (user:password or an API key); empty: none"})
+    milvus_collection: str = field(default="documents", metadata={"env": "RAG_MILVUS_COLLECTION", "help": "Milvus collection name of this index (a letter, then letters, digits and _)"})
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "index_dir", Path(self.index_dir).expanduser().absolute())
@@ -111,6 +119,8 @@ class Settings:
             "max_pages": self.max_pages > 0,
             "ocr": self.ocr in ("auto", "tesseract", "rapidocr", "off"),
             "ocr_dpi": 72 <= self.ocr_dpi <= 1200,
+            "llm_url": not self.llm_url or self.llm_url.startswith(("http://", "https://")),
+            "llm_timeout": self.llm_timeout > 0,
         }
         for name, ok in checks.items():
             if not ok:
@@ -169,6 +179,8 @@ _RULES = {
     "max_pages": "use a number above 0",
     "ocr": "use auto, tesseract, rapidocr or off",
     "ocr_dpi": "use a resolution from 72 to 1200 (300 suits Tesseract)",
+    "llm_url": "use the server's address, such as http://127.0.0.1:8000, or leave it empty for the in-process model",
+    "llm_timeout": "use a number of seconds above 0",
 }
 
 

@@ -24,3 +24,7 @@ class StoreError(RagError):
 
 class ModelError(RagError):
     """The GGUF model file is missing or cannot be loaded."""
+
+
+class ModelServerError(ModelError):
+    """The model server at RAG_LLM_URL is down, too slow, or answered an error."""

@@ -91,12 +91,13 @@ class _Prepared:
 
 @dataclass
 class _State:
-    """The index's content per document while a run changes it."""
+    """The index's documents while a run changes them, with the chunks and vectors of those it (re)writes."""
 
     documents: dict[str, store.Document] = field(default_factory=dict)
-    chunks: dict[str, list[Chunk]] = field(default_factory=dict)
+    chunks: dict[str, list[Chunk]] = field(default_factory=dict)  # documents put in this run only
     vectors: dict[str, np.ndarray] = field(default_factory=dict)
     dim: int | None = None  # of the stored vectors; None before the first ingest
+    stored: Callable[[str], tuple[list[Chunk], np.ndarray]] | None = None  # a committed document's chunks and vectors
 
     def put(self, document: store.Document, chunks: Sequence[Chunk], vectors: np.ndarray) -> None:
         self.documents[document.path] = document
@@ -106,6 +107,17 @@ class _State:
     def drop(self, path: str) -> None:
         for table in (self.documents, self.chunks, self.vectors):
             table.pop(path, None)
+
+    def previous(self, path: str) -> tuple[Sequence[Chunk], Sequence[np.ndarray]]:
+        """What the document held before this version: put earlier in this run, else as committed."""
+        if path in self.chunks:
+            return self.chunks[path], self.vectors[path]
+        if path in self.documents and self.stored is not None:
+            return self.stored(path)
+        return (), ()
+
+    def puts(self) -> dict[str, tuple[store.Document, list[Chunk], np.ndarray]]:
+        return {path: (self.documents[path], self.chunks[path], self.vectors[path]) for path in self.chunks}
 
 
 def find_files(paths: Iterable[Path]) -> tuple[list[Path], list[Path], list[Failure], list[Path]]:
@@ -166,15 +178,15 @@ def ingest(paths: Sequence[Path], settings: Settings, embedder: Embedder,
     """
     started = time.perf_counter()
     files, skipped, failures, roots = find_files(paths)
-    with store.writer_lock(settings.index_dir, on_wait=on_wait):
-        state, old_embedder = (_State(), None) if fresh else _load_existing(settings.index_dir)
+    backend = store.choose(settings)
+    with backend.lock(on_wait=on_wait):
+        old_embedder, dim, documents = (None, None, {}) if fresh else backend.manifest()
         if old_embedder is not None and old_embedder != embedder.name:
             raise StoreError(
-                f"The index in {settings.index_dir} was built with the embedder {old_embedder!r}, not {embedder.name!r}; "
+                f"The index in {backend.describe()} was built with the embedder {old_embedder!r}, not {embedder.name!r}; "
                 "use that embedder, or ingest into a new --index folder.")
+        state = _State(dict(documents), dim=dim or embedder.dim, stored=backend.stored)
         journal = Journal(settings.index_dir)
-        if state.dim is None:
-            state.dim = embedder.dim
         try:
             known = {path: doc.sha256 for path, doc in state.documents.items()}
             outcome = _run(files, settings, embedder, state, journal, known, progress)
@@ -183,15 +195,15 @@ def ingest(paths: Sequence[Path], settings: Settings, embedder: Embedder,
             removed = [p for p in list(state.documents) if p not in seen and _under(p, roots)]
             for path in removed:
                 state.drop(path)
-            generation = store.current_generation(settings.index_dir)
+            generation = backend.generation()
             if outcome.added or outcome.updated or removed or generation is None:
-                generation = _write(settings.index_dir, state, embedder.name)
+                generation = backend.commit(state.puts(), removed, embedder.name, state.dim, fresh=fresh)
             journal.clear()
         finally:
             journal.close()
     return IngestReport(tuple(outcome.added), tuple(outcome.updated), tuple(outcome.unchanged), tuple(removed),
                         tuple(failures), tuple(map(str, skipped)), outcome.resumed, outcome.embedded,
-                        len(state.documents), sum(len(c) for c in state.chunks.values()),
+                        len(state.documents), sum(d.chunks for d in state.documents.values()),
                         time.perf_counter() - started, generation)
 
 
@@ -199,14 +211,13 @@ def remove(paths: Sequence[Path], settings: Settings) -> tuple[list[str], str | 
     """Remove documents (a file, or every file under a folder) from the index; returns what went."""
     targets = [Path(p).expanduser().absolute() for p in paths]
     targets += [t.resolve() for t in targets if t.exists()]
-    with store.writer_lock(settings.index_dir):
-        state, embedder_name = _load_existing(settings.index_dir)
+    backend = store.choose(settings)
+    with backend.lock():
+        embedder_name, dim, documents = backend.manifest()
         if embedder_name is None:
-            raise StoreError(f"No index in {settings.index_dir}; there is nothing to remove.")
-        gone = [p for p in state.documents if any(p == str(t) or _under(p, [t]) for t in targets)]
-        for path in gone:
-            state.drop(path)
-        generation = _write(settings.index_dir, state, embedder_name) if gone else store.current_generation(settings.index_dir)
+            raise StoreError(f"No index in {backend.describe()}; there is nothing to remove.")
+        gone = [p for p in documents if any(p == str(t) or _under(p, [t]) for t in targets)]
+        generation = backend.commit({}, gone, embedder_name, dim or 0) if gone else backend.generation()
     return gone, generation
 
 
@@ -331,7 +342,7 @@ def _embed_batch(batch: list[_Prepared], embedder: Embedder, state: _State, outc
     """Vectors for each prepared file; chunks whose text the old version had keep their stored vectors."""
     reuse: dict[str, np.ndarray] = {}
     for prepared in batch:
-        for chunk, vector in zip(state.chunks.get(prepared.path, ()), state.vectors.get(prepared.path, ())):
+        for chunk, vector in zip(*state.previous(prepared.path)):
             reuse[chunk.indexed_text] = vector
     texts = list(dict.fromkeys(c.indexed_text for p in batch for c in p.chunks if c.indexed_text not in reuse))
     if texts:
@@ -339,27 +350,3 @@ def _embed_batch(batch: list[_Prepared], embedder: Embedder, state: _State, outc
         outcome.embedded += len(texts)
     return [np.vstack([reuse[c.indexed_text] for c in p.chunks]).astype(np.float32) if p.chunks
             else np.zeros((0, state.dim), dtype=np.float32) for p in batch]
-
-
-def _load_existing(index_dir: Path) -> tuple[_State, str | None]:
-    state = _State()
-    if store.current_generation(index_dir) is None:
-        return state, None
-    snapshot = store.load(index_dir)
-    state.dim = snapshot.dim
-    every = snapshot.all_vectors()
-    ids_by_path: dict[str, list[int]] = {}
-    for chunk_id, chunk in enumerate(snapshot.chunks):
-        ids_by_path.setdefault(chunk.path, []).append(chunk_id)
-    for document in snapshot.documents:
-        ids = ids_by_path.get(document.path, [])
-        state.put(document, [snapshot.chunks[i] for i in ids], every[ids])
-    return state, snapshot.embedder
-
-
-def _write(index_dir: Path, state: _State, embedder_name: str) -> str:
-    order = sorted(state.documents)
-    chunks = [c for path in order for c in state.chunks[path]]
-    parts = [state.vectors[path] for path in order if len(state.vectors[path])]
-    vectors = np.vstack(parts) if parts else np.zeros((0, state.dim), dtype=np.float32)
-    return store.write(index_dir, [state.documents[p] for p in order], chunks, vectors, embedder_name)

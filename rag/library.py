@@ -100,7 +100,7 @@ class Entry:
 def entries(settings: Settings) -> list[Entry]:
     """Every indexed document, by name; an index not built yet is an empty library."""
     try:
-        documents = store.load(settings.index_dir).documents
+        documents = store.choose(settings).load().documents
     except RagError:
         return []
     return sorted((Entry(d.path, Path(d.path).name, d.pages, d.chunks, d.size, d.ingested_at, in_library(d.path, settings))

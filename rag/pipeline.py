@@ -13,10 +13,10 @@ from rag.config import Settings
 from rag.errors import RagError
 from rag.embeddings import Embedder, SentenceTransformerEmbedder
 from rag.evidence import Evidence, Window
-from rag.generate import (Generator, LlamaGenerator, Message, build_messages, citation_grammar, repetition_start,
+from rag.generate import (Generator, Message, build_messages, choose as choose_generator, citation_grammar, repetition_start,
                           source_block, wants_code)
 from rag.verify import SentenceCheck
-from rag.retrieve import CrossEncoderReranker, Hit, Retriever, choose_reranker, reciprocal_rank_fusion
+from rag.retrieve import CrossEncoderReranker, Hit, Retriever, choose_reranker, reciprocal_rank_fusion, retriever_for
 
 
 @dataclass(frozen=True)
@@ -118,17 +118,18 @@ class Pipeline:
     @property
     def generator(self) -> Generator:
         if self._generator is None:
-            self._generator = LlamaGenerator(self.settings)
+            self._generator = choose_generator(self.settings)
         return self._generator
 
     @property
     def retriever(self) -> Retriever:
-        """The retriever over the generation in force, rebuilt when CURRENT names a new one."""
-        generation = store.current_generation(self.settings.index_dir)
+        """The retriever over the generation in force, rebuilt when a new one is committed (local or Milvus)."""
+        backend = store.choose(self.settings)
+        generation = backend.generation()
         if self._retriever is None or self._retriever.snapshot.generation != generation:
-            snapshot = store.load(self.settings.index_dir)
-            self._retriever = Retriever(snapshot, self.embedder, self.settings,
-                                        choose_reranker(snapshot, self.settings, self._cross_encoder))
+            snapshot = backend.load()
+            self._retriever = retriever_for(snapshot, self.embedder, self.settings,
+                                            choose_reranker(snapshot, self.settings, self._cross_encoder))
         return self._retriever
 
     def configure(self, **changes) -> Settings:
@@ -142,15 +143,16 @@ class Pipeline:
         if settings == self.settings:
             return settings
         generator = self._generator
-        if settings.model_path != self.settings.model_path:
-            generator = LlamaGenerator(settings)
+        model = ("model_path", "llm_url", "llm_key", "llm_model", "llm_timeout")
+        if any(getattr(settings, f) != getattr(self.settings, f) for f in model):
+            generator = choose_generator(settings)
         with self._lock:
             old, self.settings, self._generator = self.settings, settings, generator
             retrieval = ("top_k", "candidates", "retrieval", "fusion", "rrf_k", "dense_weight", "bm25_k1", "bm25_b", "rerank")
             if self._retriever is not None and any(getattr(old, f) != getattr(settings, f) for f in retrieval):
                 snapshot = self._retriever.snapshot
-                self._retriever = Retriever(snapshot, self.embedder, settings,
-                                            choose_reranker(snapshot, settings, self._cross_encoder))
+                self._retriever = retriever_for(snapshot, self.embedder, settings,
+                                                choose_reranker(snapshot, settings, self._cross_encoder))
         return settings
 
     def warm_up(self) -> None:
@@ -322,7 +324,10 @@ def _previous(chunks: Sequence, chunk_id: int):
     """The chunk before this one in the same document, or None (chunks of a document are stored in order)."""
     if chunk_id <= 0:
         return None
-    chunk, before = chunks[chunk_id], chunks[chunk_id - 1]
+    try:
+        chunk, before = chunks[chunk_id], chunks[chunk_id - 1]
+    except IndexError:  # a Milvus view holds no chunk with the id before a document's first
+        return None
     return before if before.path == chunk.path and before.ordinal == chunk.ordinal - 1 else None
 
 

@@ -185,3 +185,56 @@ class Retriever:
             folders = tuple(p + "/" for p in key)
             self._masks[key] = np.array([p in key or p.startswith(folders) for p in self._paths], dtype=bool)
         return self._masks[key]
+
+
+class ViewRetriever:
+    """Hybrid search over a remote view (Milvus), which answers dense and BM25 top-n itself; fused here by `fuse`.
+
+    A candidate found by one retriever only has 0 for the other's score (the local Retriever scores
+    every candidate with both). After each search the committed generation is read again; if it moved,
+    the view's rows may be being deleted, so the search is done again on the new view (rag/store/milvus.py).
+    """
+
+    def __init__(self, snapshot, embedder: Embedder, settings: Settings, reranker: Reranker | None = None) -> None:
+        self.snapshot = snapshot
+        self.embedder = embedder
+        self.settings = settings
+        self.reranker = reranker
+
+    def term_weight(self, term: str) -> float | None:
+        return self.snapshot.term_weight(term)
+
+    def query(self, text: str) -> Query:
+        return Query(text, self.embedder.embed([text])[0], tuple(analyze(text)))
+
+    def search(self, text: str, k: int | None = None, within: Sequence[str] | None = None) -> list[Hit]:
+        k = k or self.settings.top_k
+        if not len(self.snapshot.chunks) or not text.strip():
+            return []
+        query = self.query(text)
+        for _ in range(3):
+            hits = self._search(query, k, within)
+            if not self.snapshot.stale():
+                break
+            self.snapshot = self.snapshot.reload()
+        if self.reranker is not None:
+            hits = self.reranker.rerank(query, hits)
+        return hits[:k]
+
+    def _search(self, query: Query, k: int, within: Sequence[str] | None) -> list[Hit]:
+        n = max(self.settings.candidates, k)
+        dense = self.snapshot.dense(query.vector, n, within) if self.settings.retrieval != "bm25" else []
+        keyword = dict(self.snapshot.keyword(query.terms, n, within)) if self.settings.retrieval != "dense" else {}
+        ids = list(dict.fromkeys([i for i, _ in dense] + list(keyword)))
+        if not ids:
+            return []
+        cosine = self.snapshot.vectors_of(ids) @ query.vector
+        hits = [Hit(self.snapshot.chunks[i], i, 0.0, float(c), float(keyword.get(i, 0.0))) for i, c in zip(ids, cosine)]
+        return fuse(hits, self.settings)
+
+
+def retriever_for(snapshot, embedder: Embedder, settings: Settings, reranker: Reranker | None = None):
+    """The in-memory Retriever for a local Snapshot; the ViewRetriever for a view that searches itself."""
+    if isinstance(snapshot, Snapshot):
+        return Retriever(snapshot, embedder, settings, reranker)
+    return ViewRetriever(snapshot, embedder, settings, reranker)

@@ -163,3 +163,24 @@ def test_the_checked_answer_comes_first_and_unchecked_sentences_follow_marked():
     right = SentenceCheck("A Q4_0 block takes 18 bytes [1].", (1,), True, (Support(1, found[0].lead, 0.9),))
     mixed = Answer("How big is a Q4_0 block?", right.text, (source,), sentences=(wrong, right), evidence=found)
     assert answer_markdown(mixed).startswith("A Q4_0 block takes 18 bytes [1].")  # checked first, whatever the order
+
+
+def test_the_app_answers_from_an_index_in_milvus(milvus_uri, embedder, settings_factory, tmp_path):
+    import hashlib
+
+    from gradio_client import Client
+
+    from rag.indexing import ingest
+    from tests.conftest import CORPUS
+
+    settings = settings_factory(tmp_path / "index", milvus_uri=milvus_uri, milvus_collection="app")
+    assert not ingest([CORPUS], settings, embedder).failed
+    with running_app("--milvus", milvus_uri, "--index", str(tmp_path / "index"), "--library", str(tmp_path / "library"),
+                     env={"RAG_MILVUS_COLLECTION": "app"}) as url:
+        assert "11 documents" in urllib.request.urlopen(url, timeout=10).read().decode()
+        _, chat, sources = Client(url, verbose=False).predict("How are the LoRA matrices A and B initialised?", [], [],
+                                                              api_name="/ask")
+        assert "[1]" in sources and "fine-tuning-and-lora.md" in sources
+        pdf = (CORPUS / "llm-handbook.pdf").read_bytes()
+        with urllib.request.urlopen(f"{url}doc/{hashlib.sha256(pdf).hexdigest()}", timeout=10) as response:
+            assert response.read() == pdf  # cited files open from the Milvus index's documents too

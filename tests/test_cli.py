@@ -129,3 +129,36 @@ def test_ask_prints_the_evidence_before_the_answer(cli_index):
     assert "Checked answer" in out[written:] or "best evidence, quoted" in out[written:]
     assert "18 bytes" in out[evidence:written]
     assert "llm-handbook.pdf, page 5" in out or "quantization-and-gguf.md" in out
+
+
+def test_ingest_search_ask_list_and_remove_on_milvus(tmp_path, milvus_uri):
+    """`--milvus URI` on ingest.py and `python -m rag`, as real processes against a Milvus Lite server."""
+    index = tmp_path / "index"  # holds only the ingest lock and journal; the index itself is in Milvus
+    milvus = ["--milvus", milvus_uri, "--index", str(index)]
+    env = {"RAG_MILVUS_COLLECTION": "cli"}
+    ingested = run("ingest.py", str(CORPUS), *milvus, "--quiet", env=env)
+    assert ingested.returncode == 0, ingested.stderr
+    assert "11 added" in ingested.stdout and f"Milvus {milvus_uri}" in ingested.stdout
+    assert not any(index.glob("gen-*"))  # nothing was written to the local index
+    found = run("-m", "rag", "search", "LoRA rank r and alpha", "-k", "3", "--json", *milvus, env=env)
+    assert found.returncode == 0, found.stderr
+    assert Path(json.loads(found.stdout)["hits"][0]["path"]).name == "fine-tuning-and-lora.md"
+    only = CORPUS / "sampling.md"
+    within = run("-m", "rag", "search", "memory formula of the KV cache", "--json", "--in", str(only), env={**env, "RAG_MILVUS_URI": milvus_uri})
+    hits = json.loads(within.stdout)["hits"]
+    assert hits and {h["path"] for h in hits} == {str(only)}
+    asked = run("-m", "rag", "ask", "What is the formula for the memory used by the KV cache?", "--json", *milvus,
+                env={**env, "RAG_TEMPERATURE": "0"})
+    assert asked.returncode == 0, asked.stderr
+    payload = json.loads(asked.stdout.strip().splitlines()[-1])
+    assert "kv-cache.md" in [Path(s["path"]).name for s in payload["sources"]] and payload["answer"]
+    removed = run("ingest.py", "--remove", str(only), *milvus, env=env)
+    assert removed.returncode == 0 and "removed" in removed.stdout
+    listed = run("ingest.py", "--list", *milvus, env=env)
+    assert "10 documents" in listed.stdout and "sampling.md" not in listed.stdout
+
+
+def test_an_unreachable_milvus_is_one_sentence(tmp_path):
+    result = run("-m", "rag", "search", "anything", "--milvus", "http://127.0.0.1:1", "--index", str(tmp_path / "index"))
+    assert result.returncode == 1
+    assert "Cannot reach Milvus at http://127.0.0.1:1" in result.stderr and "Traceback" not in result.stderr

@@ -278,3 +278,73 @@ def _fsync(path: Path) -> None:
 def _fsync_dir(path: Path) -> None:
     with contextlib.suppress(OSError):
         _fsync(path)
+
+
+class LocalStore:
+    """The default backend: this module's SQLite + FAISS generations in settings.index_dir, loaded whole for search.
+
+    An ingest reads the generation in force once (manifest), reuses its vectors (stored) and writes
+    the complete next generation (commit); unchanged documents are copied from the loaded one.
+    """
+
+    name = "local"
+
+    def __init__(self, index_dir: Path) -> None:
+        self.index_dir = index_dir
+        self._snapshot: Snapshot | None = None
+        self._ids: dict[str, list[int]] = {}
+
+    def describe(self) -> str:
+        return str(self.index_dir)
+
+    def lock(self, wait: bool = True, on_wait: Callable[[], None] | None = None) -> contextlib.AbstractContextManager[None]:
+        return writer_lock(self.index_dir, wait=wait, on_wait=on_wait)
+
+    def generation(self) -> str | None:
+        return current_generation(self.index_dir)
+
+    def load(self) -> Snapshot:
+        return load(self.index_dir)
+
+    def recorded_paths(self) -> list[str]:
+        return recorded_paths(self.index_dir)
+
+    def manifest(self) -> tuple[str | None, int | None, dict[str, Document]]:
+        if current_generation(self.index_dir) is None:
+            self._snapshot, self._ids = None, {}
+            return None, None, {}
+        self._snapshot = load(self.index_dir)
+        self._ids = {}
+        for chunk_id, chunk in enumerate(self._snapshot.chunks):
+            self._ids.setdefault(chunk.path, []).append(chunk_id)
+        return self._snapshot.embedder, self._snapshot.dim, {d.path: d for d in self._snapshot.documents}
+
+    def stored(self, path: str) -> tuple[list[Chunk], np.ndarray]:
+        ids = self._ids.get(path, []) if self._snapshot is not None else []
+        if not ids:
+            return [], np.zeros((0, self._snapshot.dim if self._snapshot else 0), dtype=np.float32)
+        return [self._snapshot.chunks[i] for i in ids], self._snapshot.vectors_of(ids)
+
+    def commit(self, put: dict[str, tuple[Document, Sequence[Chunk], np.ndarray]], removed: Sequence[str],
+               embedder: str, dim: int, fresh: bool = False) -> str:
+        """Write the next generation: the loaded one's documents, less `removed`, with `put` added or replaced."""
+        old = self._snapshot if not fresh else None
+        every = old.all_vectors() if old is not None else np.zeros((0, dim), dtype=np.float32)
+        documents = {d.path: d for d in old.documents} if old is not None else {}
+        for path in removed:
+            documents.pop(path, None)
+        documents.update({path: entry[0] for path, entry in put.items()})
+        chunks: list[Chunk] = []
+        parts: list[np.ndarray] = []
+        for path in sorted(documents):
+            if path in put:
+                chunks += put[path][1]
+                parts.append(np.asarray(put[path][2], dtype=np.float32).reshape(-1, dim))
+            else:
+                ids = self._ids.get(path, [])
+                chunks += [old.chunks[i] for i in ids]
+                parts.append(every[ids])
+        vectors = np.vstack(parts) if parts else np.zeros((0, dim), dtype=np.float32)
+        generation = write(self.index_dir, [documents[p] for p in sorted(documents)], chunks, vectors, embedder)
+        self._snapshot, self._ids = None, {}
+        return generation
