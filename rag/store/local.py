@@ -6,7 +6,10 @@ Layout of an index folder:
     gen-000007/        one complete, immutable snapshot
         chunks.sqlite  documents and chunks (text and metadata)
         dense.faiss    inner-product FAISS index; row i is chunk id i
-        meta.json      format version, the embedder that made the vectors, SHA-256 of the two files
+        bm25.npz       BM25 postings of the chunks (rag.bm25.Postings: plain arrays, no pickle); older
+                       generations have none, and their BM25 is built from the chunk texts at load
+        meta.json      format version, the embedder that made the vectors, the analyzer of the postings,
+                       SHA-256 of the other files
     LOCK               held by the one ingest that may write
 
 A writer builds a new generation folder beside the old one and then replaces CURRENT with
@@ -23,12 +26,14 @@ import os
 import shutil
 import sqlite3
 import time
-from dataclasses import dataclass
+import zipfile
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
 import numpy as np
 
+from rag.bm25 import ANALYZER, Postings
 from rag.chunking import Chunk
 from rag.errors import StoreError
 
@@ -64,6 +69,8 @@ class Snapshot:
     vectors: "object"  # a faiss.Index; typed loosely so importing this module does not import faiss
     embedder: str
     dim: int
+    # The stored BM25 postings of the chunks; None for a generation written without them (build them from the texts).
+    postings: Postings | None = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.vectors.ntotal != len(self.chunks):
@@ -117,22 +124,31 @@ def load(index_dir: Path) -> Snapshot:
             vectors = faiss.read_index(str(folder / "dense.faiss"))
             if vectors.ntotal != len(chunks):
                 raise StoreError(f"Index {folder} is damaged ({vectors.ntotal} vectors for {len(chunks)} chunks); {rebuild_hint(index_dir)}")
+            postings = _read_postings(folder, meta, len(chunks))
         except FileNotFoundError:
             if current_generation(index_dir) != generation and attempt < 2:
                 continue  # a writer replaced the generation while we read it; read the new one
             raise StoreError(f"Index generation {folder} is missing files; {rebuild_hint(index_dir)}") from None
         except (sqlite3.DatabaseError, json.JSONDecodeError, RuntimeError, KeyError, ValueError) as exc:
             raise StoreError(f"Index {folder} is damaged ({exc}); {rebuild_hint(index_dir)}") from None
-        return Snapshot(generation, documents, chunks, vectors, meta["embedder"], int(meta["dim"]))
+        return Snapshot(generation, documents, chunks, vectors, meta["embedder"], int(meta["dim"]), postings)
     raise StoreError(f"Index in {index_dir} kept changing while loading; try again when the ingest has finished.")  # pragma: no cover
 
 
-def write(index_dir: Path, documents: Sequence[Document], chunks: Sequence[Chunk], vectors: np.ndarray, embedder: str) -> str:
-    """Write a new generation and make it current atomically. Returns its name."""
+def write(index_dir: Path, documents: Sequence[Document], chunks: Sequence[Chunk], vectors: np.ndarray, embedder: str,
+          postings: Postings | None = None) -> str:
+    """Write a new generation and make it current atomically. Returns its name.
+
+    `postings` are the chunks' BM25 postings when the caller kept them (LocalStore.commit); else they are counted here.
+    """
     import faiss
 
     if vectors.ndim != 2 or len(chunks) != len(vectors):
         raise ValueError(f"{len(chunks)} chunks need a ({len(chunks)}, dim) array of vectors, got shape {vectors.shape}")
+    if postings is None:
+        postings = Postings.of_texts([c.indexed_text for c in chunks])
+    if postings.size != len(chunks):
+        raise ValueError(f"{len(chunks)} chunks need postings of as many documents, got {postings.size}")
     index_dir.mkdir(parents=True, exist_ok=True)
     previous = current_generation(index_dir)
     generation = _next_generation(index_dir)
@@ -146,8 +162,10 @@ def write(index_dir: Path, documents: Sequence[Document], chunks: Sequence[Chunk
         if len(vectors):
             flat.add(np.ascontiguousarray(vectors, dtype=np.float32))
         faiss.write_index(flat, str(staging / "dense.faiss"))
-        meta = {"format": FORMAT_VERSION, "embedder": embedder, "dim": dim, "chunks": len(chunks), "created": time.time()}
-        for name in ("chunks.sqlite", "dense.faiss"):
+        postings.save(staging / POSTINGS)
+        meta = {"format": FORMAT_VERSION, "embedder": embedder, "dim": dim, "chunks": len(chunks), "created": time.time(),
+                "analyzer": ANALYZER}
+        for name in DIGESTED:
             _fsync(staging / name)
         meta["sha256"] = {name: _sha256(staging / name) for name in DIGESTED}
         (staging / "meta.json").write_text(json.dumps(meta, indent=1), encoding="utf-8")
@@ -185,7 +203,8 @@ def writer_lock(index_dir: Path, wait: bool = True, on_wait: Callable[[], None] 
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-DIGESTED = ("chunks.sqlite", "dense.faiss")
+POSTINGS = "bm25.npz"
+DIGESTED = ("chunks.sqlite", "dense.faiss", POSTINGS)
 
 
 def rebuild_hint(index_dir: Path) -> str:
@@ -199,11 +218,29 @@ def _sha256(path: Path) -> str:
 
 
 def _check_digests(folder: Path, digests: dict[str, str]) -> None:
-    """A flipped byte or a truncated file is caught here, before anything is served from it."""
+    """A flipped byte or a truncated file is caught here, before anything is served from it.
+
+    A file that meta.json has no digest for is not checked: older generations have no bm25.npz.
+    """
     for name in DIGESTED:
         expected = digests.get(name)
         if expected is not None and _sha256(folder / name) != expected:
             raise ValueError(f"{name} does not match the checksum written with it")
+
+
+def _read_postings(folder: Path, meta: dict, chunks: int) -> Postings | None:
+    """The generation's BM25 postings, or None when it has none or another analyzer made them (built from texts then)."""
+    if POSTINGS not in (meta.get("sha256") or {}) or meta.get("analyzer") != ANALYZER:
+        return None
+    try:
+        postings = Postings.load(folder / POSTINGS)
+    except (zipfile.BadZipFile, KeyError, EOFError) as exc:
+        raise ValueError(f"{POSTINGS} cannot be read ({exc})") from None
+    except ValueError as exc:
+        raise ValueError(f"{POSTINGS} is not valid ({exc})") from None
+    if postings.size != chunks:
+        raise ValueError(f"{POSTINGS} has postings of {postings.size} chunks, the database {chunks}")
+    return postings
 
 
 def recorded_paths(index_dir: Path) -> list[str]:
@@ -336,15 +373,30 @@ class LocalStore:
         documents.update({path: entry[0] for path, entry in put.items()})
         chunks: list[Chunk] = []
         parts: list[np.ndarray] = []
+        origin: list[int] = []  # per new chunk: its id in the loaded generation, or -1 when it is new
         for path in sorted(documents):
             if path in put:
                 chunks += put[path][1]
                 parts.append(np.asarray(put[path][2], dtype=np.float32).reshape(-1, dim))
+                origin += [-1] * len(put[path][1])
             else:
                 ids = self._ids.get(path, [])
                 chunks += [old.chunks[i] for i in ids]
                 parts.append(every[ids])
+                origin += ids
         vectors = np.vstack(parts) if parts else np.zeros((0, dim), dtype=np.float32)
-        generation = write(self.index_dir, [documents[p] for p in sorted(documents)], chunks, vectors, embedder)
+        postings = _postings(chunks, origin, old.postings) if old is not None and old.postings is not None else None
+        generation = write(self.index_dir, [documents[p] for p in sorted(documents)], chunks, vectors, embedder, postings)
         self._snapshot, self._ids = None, {}
         return generation
+
+
+def _postings(chunks: Sequence[Chunk], origin: Sequence[int], loaded: Postings) -> Postings:
+    """The BM25 postings of `chunks`: those of unchanged chunks (origin[i], their id in `loaded`) are kept, only
+    the new ones (origin[i] == -1) are analysed."""
+    origin = np.asarray(origin, dtype=np.int64)
+    new = np.flatnonzero(origin < 0)
+    place = np.full(loaded.size, -1, dtype=np.int64)
+    place[origin[origin >= 0]] = np.flatnonzero(origin >= 0)
+    counted = Postings.of_texts([chunks[i].indexed_text for i in new])
+    return Postings.merge([(loaded, place), (counted, new)])
