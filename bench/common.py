@@ -72,11 +72,12 @@ def write_pdf_folder(folder: Path, pages: int) -> tuple[int, int]:
     return books, written
 
 
-def write_synthetic_index(index_dir: Path, chunks: int, seed: int = 0) -> list[str]:
-    """An index of `chunks` chunks of English-like text (corpus words, Zipf-distributed) with random unit vectors.
+def synthetic_corpus(chunks: int, seed: int = 0) -> tuple[list, list, np.ndarray, list[str]]:
+    """(documents, chunks, unit vectors, vocabulary) of about `chunks` chunks of English-like text: corpus words,
+    Zipf-distributed, 50 chunks a document, 120 words a chunk, random unit vectors. The same seed, the same data.
 
     Embedding 100,000 real chunks would take about 45 minutes on 2 cores, and neither FAISS's flat
-    search nor BM25 cares what the numbers mean. Returns the vocabulary, for making queries.
+    search nor BM25 cares what the numbers mean.
     """
     from rag import store
     from rag.chunking import Chunk
@@ -94,5 +95,13 @@ def write_synthetic_index(index_dir: Path, chunks: int, seed: int = 0) -> list[s
             made.append(Chunk(path, " ".join(rng.choice(words, size=120, p=weights)), o, None, f"Document {d} > Part {o}"))
     vectors = rng.standard_normal((len(made), 384)).astype(np.float32)
     vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    return documents, made, vectors, words
+
+
+def write_synthetic_index(index_dir: Path, chunks: int, seed: int = 0) -> list[str]:
+    """A local index of synthetic_corpus(chunks, seed). Returns the vocabulary, for making queries."""
+    from rag import store
+
+    documents, made, vectors, words = synthetic_corpus(chunks, seed)
     store.write(index_dir, documents, made, vectors, "synthetic")
     return words
