@@ -16,6 +16,9 @@ def settings_arguments(parser: argparse.ArgumentParser) -> None:
     """The options every entry point shares; each falls back to its RAG_* variable, then the default."""
     parser.add_argument("--index", type=Path, help="index folder (default: RAG_INDEX or ./index in the project)")
     parser.add_argument("--library", type=Path, help="folder for files uploaded in the app (default: RAG_LIBRARY or ./library)")
+    parser.add_argument("--library-name", metavar="NAME", help="use the named library: its own index and upload folder, "
+                        "kept under `libraries` beside the default index (default: RAG_LIBRARY_NAME, or the default "
+                        "library, which is --index and --library); `python -m rag library list` shows them")
     parser.add_argument("--embedder", help="sentence-transformers model folder (default: the bundled all-MiniLM-L6-v2)")
     parser.add_argument("--model", help="GGUF model file (default: RAG_MODEL or the bundled SmolLM2-135M)")
     parser.add_argument("--llm-url", metavar="URL", help="OpenAI-compatible model server that answers instead, such as "
@@ -24,14 +27,20 @@ def settings_arguments(parser: argparse.ArgumentParser) -> None:
                         "http://host:19530 (a Milvus server); default: RAG_MILVUS_URI, else the local --index folder")
 
 
-def settings_from(args: argparse.Namespace, **extra: object) -> Settings:
-    return Settings.load({"index_dir": args.index, "library_dir": getattr(args, "library", None), "embedder": args.embedder, "model": getattr(args, "model", None),
-                          "milvus_uri": getattr(args, "milvus", None),
-                          "llm_url": getattr(args, "llm_url", None), **extra})
+def settings_from(args: argparse.Namespace, create_library: bool = False, **extra: object) -> Settings:
+    """Settings from the shared options; create_library=True (ingest) makes a named library that does not exist yet."""
+    return Settings.load({"index_dir": args.index, "library_dir": getattr(args, "library", None), "embedder": args.embedder,
+                          "model": getattr(args, "model", None), "milvus_uri": getattr(args, "milvus", None),
+                          "llm_url": getattr(args, "llm_url", None), "library_name": getattr(args, "library_name", None),
+                          **extra}, create_library=create_library)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m rag", description="Ask questions of your indexed documents.")
+def build_parser(prog: str = "python -m rag") -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=prog, description="Ask questions of your indexed documents.", formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=f"examples:\n  {prog} ask \"How many bytes does a Q4_0 block take?\"\n"
+               f"  {prog} search \"quantization\" --json\n  {prog} ask \"Who signed the lease?\" --library-name Home\n"
+               f"  {prog} library create Work")
     commands = parser.add_subparsers(dest="command", required=True)
     ask = commands.add_parser("ask", help="answer a question with numbered citations")
     ask.add_argument("question")
@@ -47,14 +56,32 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("--json", action="store_true", help="print one JSON object instead of text")
     search.add_argument("--in", dest="within", action="append", metavar="PATH", help="only search this file or folder (repeatable)")
     settings_arguments(search)
+    library = commands.add_parser("library", help="list, create, rename or delete libraries (named indexes)",
+                                  description="A library is a named index with its own folders: ask against one with "
+                                              "--library-name NAME, in the CLI and the app.")
+    actions = library.add_subparsers(dest="action", required=True)
+    settings_arguments(actions.add_parser("list", help="every library with its documents, chunks and folders"))
+    created = actions.add_parser("create", help="a new, empty library")
+    created.add_argument("name")
+    settings_arguments(created)
+    renamed = actions.add_parser("rename", help="give a library a new name (its index and chats stay)")
+    renamed.add_argument("name")
+    renamed.add_argument("new_name")
+    settings_arguments(renamed)
+    deleted = actions.add_parser("delete", help="delete a library's index and uploaded copies (your own files stay)")
+    deleted.add_argument("name")
+    deleted.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    settings_arguments(deleted)
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+def main(argv: Sequence[str] | None = None, prog: str = "python -m rag") -> int:
+    args = build_parser(prog).parse_args(argv)
     try:
         if args.command == "ask":
             return _ask(args)
+        if args.command == "library":
+            return _library(args)
         return _search(args)
     except RagError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -125,6 +152,42 @@ def _search(args: argparse.Namespace) -> int:
         print("No passages found.")
     for rank, hit in enumerate(hits, start=1):
         print(f"{rank}. {hit.chunk.label}  (score {hit.score:.4f})\n   {_snippet(hit.chunk.text)}")
+    return 0
+
+
+def _library(args: argparse.Namespace) -> int:
+    from rag import libraries, store
+
+    settings = settings_from(args)
+    if args.action == "create":
+        made = libraries.create(settings, args.name)
+        print(f"created library {made.name!r} in {made.index_dir.parent}; index into it with "
+              f"`python ingest.py --library-name {libraries._quoted(made.name)} FOLDER`")
+    elif args.action == "rename":
+        renamed = libraries.rename(settings, args.name, args.new_name)
+        print(f"renamed library {args.name!r} to {renamed.name!r}")
+    elif args.action == "delete":
+        target = libraries.get(settings, args.name)
+        if not args.yes:
+            if not sys.stdin.isatty():
+                print(f"error: deleting {target.name!r} removes its index and uploaded copies; add --yes to confirm.",
+                      file=sys.stderr)
+                return 1
+            if input(f"Delete the library {target.name!r}, its index and its uploaded copies? [y/N] ").strip().lower() not in ("y", "yes"):
+                print("not deleted")
+                return 1
+        gone = libraries.delete(settings, args.name)
+        print(f"deleted library {gone.name!r} (your own folders were not touched)")
+    else:
+        for lib in libraries.listed(settings):
+            try:
+                view = store.choose(libraries.settings_for(settings, lib)).load()
+                size = f"{len(view.documents)} documents, {len(view.chunks)} chunks"
+            except RagError:
+                size = "empty"
+            marker = "*" if lib.name == libraries.current(settings).name else " "
+            folders = f"; folders: {', '.join(lib.folders)}" if lib.folders else ""
+            print(f"{marker} {lib.name}  ({size}; {lib.index_dir}{folders})")
     return 0
 
 

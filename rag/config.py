@@ -49,6 +49,14 @@ class Settings:
 
     index_dir: Path = field(default=DEFAULT_INDEX_DIR, metadata={"env": "RAG_INDEX", "help": "folder holding the index"})
     library_dir: Path = field(default=DEFAULT_LIBRARY_DIR, metadata={"env": "RAG_LIBRARY", "help": "folder where files uploaded in the app are kept"})
+    library_name: str = field(default="", metadata={"env": "RAG_LIBRARY_NAME", "help": "the named library (its own index and upload folder) to use; empty: the default library, in index_dir and library_dir"})
+    libraries_dir: Path | None = field(default=None, metadata={"env": "RAG_LIBRARIES", "help": "folder holding the named libraries; empty: `libraries` beside the default index folder"})
+    chats_dir: Path | None = field(default=None, metadata={"env": "RAG_CHATS", "help": "folder where conversations are saved; empty: `chats` beside the default index folder"})
+    save_chats: bool = field(default=True, metadata={"env": "RAG_SAVE_CHATS", "help": "keep each conversation on disk so that it can be reopened, renamed, exported and deleted; off: nothing is written"})
+    watch: bool = field(default=False, metadata={"env": "RAG_WATCH", "help": "in the app, keep each library in step with its folders: new, changed and deleted files are indexed or removed within seconds"})
+    # Set by rag.libraries.settings_for: the settings of the default library, which a named one was derived from.
+    origin: "Settings | None" = field(default=None, compare=False, repr=False, metadata={})
+    watch_settle: float = field(default=1.0, metadata={"env": "RAG_WATCH_SETTLE", "help": "seconds a changed file must stay the same size and age before it is read (a file still being written waits)"})
     embedder: str = field(default="", metadata={"env": "RAG_EMBEDDER", "help": "sentence-transformers model folder"})
     model: str = field(default="", metadata={"env": "RAG_MODEL", "help": "GGUF model file used to answer"})
     llm_url: str = field(default="", metadata={"env": "RAG_LLM_URL", "help": "OpenAI-compatible model server (llama.cpp, Ollama, vLLM) that answers instead of the GGUF file, such as http://127.0.0.1:8000; empty runs the model in this process"})
@@ -92,6 +100,11 @@ class Settings:
     def __post_init__(self) -> None:
         object.__setattr__(self, "index_dir", Path(self.index_dir).expanduser().absolute())
         object.__setattr__(self, "library_dir", Path(self.library_dir).expanduser().absolute())
+        # Named libraries and saved chats live beside the default index unless told otherwise; fixed here, so that
+        # settings switched to a named library (another index_dir) still find them.
+        for name, beside in (("libraries_dir", "libraries"), ("chats_dir", "chats")):
+            value = getattr(self, name)
+            object.__setattr__(self, name, Path(value).expanduser().absolute() if value else self.index_dir.parent / beside)
         checks = {
             "chunk_tokens": self.chunk_tokens >= 16,
             "chunk_overlap": 0 <= self.chunk_overlap < self.chunk_tokens,
@@ -121,24 +134,38 @@ class Settings:
             "ocr_dpi": 72 <= self.ocr_dpi <= 1200,
             "llm_url": not self.llm_url or self.llm_url.startswith(("http://", "https://")),
             "llm_timeout": self.llm_timeout > 0,
+            "watch_settle": 0 <= self.watch_settle <= 60,
         }
         for name, ok in checks.items():
             if not ok:
                 raise ConfigError(f"Setting {name} has an invalid value {getattr(self, name)!r}; {_RULES[name]}.")
 
     @classmethod
-    def load(cls, overrides: Mapping[str, Any] | None = None, environ: Mapping[str, str] | None = None) -> "Settings":
-        """Defaults, then environment variables (RAG_*), then explicit overrides that are not None."""
+    def load(cls, overrides: Mapping[str, Any] | None = None, environ: Mapping[str, str] | None = None,
+             create_library: bool = False) -> "Settings":
+        """Defaults, then environment variables (RAG_*), then explicit overrides that are not None.
+
+        A library_name points the settings at that library (create_library=True makes it when missing).
+        """
         environ = os.environ if environ is None else environ
         values: dict[str, Any] = {}
         for f in fields(cls):
+            if "env" not in f.metadata:
+                continue
             raw = environ.get(f.metadata["env"])
             if raw not in (None, ""):
                 values[f.name] = _convert(f.name, f.type, raw, f.metadata["env"])
         for name, value in (overrides or {}).items():
             if value is not None:
                 values[name] = value
-        return cls(**values)
+        settings = cls(**values)
+        if settings.library_name:  # a named library: its own index and upload folders
+            from rag import libraries
+
+            if create_library and libraries.find(settings, settings.library_name) is None:
+                libraries.create(settings, settings.library_name)
+            settings = libraries.settings_for(settings, settings.library_name)
+        return settings
 
     def with_(self, **changes: Any) -> "Settings":
         return replace(self, **changes)
@@ -181,6 +208,7 @@ _RULES = {
     "ocr_dpi": "use a resolution from 72 to 1200 (300 suits Tesseract)",
     "llm_url": "use the server's address, such as http://127.0.0.1:8000, or leave it empty for the in-process model",
     "llm_timeout": "use a number of seconds above 0",
+    "watch_settle": "use a number of seconds from 0 to 60 (1 is the default)",
 }
 
 
@@ -200,6 +228,6 @@ def _convert(name: str, type_name: Any, raw: str, env: str) -> Any:
     except ValueError:
         expected = "on or off" if kind == "bool" else "a number"
         raise ConfigError(f"Environment variable {env}={raw!r} is not {expected}; set it to {expected} or unset it.") from None
-    if kind == "Path":
+    if kind in ("Path", "Path | None"):
         return Path(raw)
     return raw

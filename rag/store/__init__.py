@@ -61,6 +61,9 @@ class Store(Protocol):
     def generation(self) -> str | None:
         """The committed generation, or None when nothing was ever committed."""
 
+    def drop(self) -> None:
+        """Delete what the index keeps outside its folder (Milvus collections), for a library being deleted."""
+
     def load(self) -> View:
         """The committed generation, for search; StoreError says what to do when there is none."""
 

@@ -340,6 +340,9 @@ class LocalStore:
     def generation(self) -> str | None:
         return current_generation(self.index_dir)
 
+    def drop(self) -> None:
+        """Nothing beyond the index folder, which the caller deletes with the library."""
+
     def load(self) -> Snapshot:
         return load(self.index_dir)
 

@@ -136,6 +136,13 @@ class MilvusStore:
         # One ingest at a time per index folder, as for the local store: run ingests into one Milvus from one machine.
         return writer_lock(self.index_dir, wait=wait, on_wait=on_wait)
 
+    def drop(self) -> None:
+        """Delete this index's collections (a library being deleted); held under lock() by the caller."""
+        for name in (self.chunks_name, self.documents_name, self.manifest_name):
+            if self._call("list its collections", self.client.has_collection, name):
+                self._call("drop a collection", self.client.drop_collection, name)
+            _loaded.discard((self.uri, name))
+
     # -- reading the manifest ---------------------------------------------------------------------------------
 
     def _call(self, what: str, function: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
