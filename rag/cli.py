@@ -42,7 +42,11 @@ def build_parser(prog: str = "python -m rag") -> argparse.ArgumentParser:
                f"  {prog} search \"quantization\" --json\n  {prog} ask \"Who signed the lease?\" --library-name Home\n"
                f"  {prog} library create Work")
     commands = parser.add_subparsers(dest="command", required=True)
-    ask = commands.add_parser("ask", help="answer a question with numbered citations")
+    raw = argparse.RawDescriptionHelpFormatter
+    ask = commands.add_parser("ask", help="answer a question with numbered citations", formatter_class=raw,
+                              epilog=f"examples:\n  {prog} ask \"How many bytes does a Q4_0 block take?\"\n"
+                                     f"  {prog} ask \"Who signed the lease?\" --library-name Home --json\n"
+                                     f"  {prog} ask \"What changed in version 2?\" --in ~/Documents/release-notes.pdf")
     ask.add_argument("question")
     ask.add_argument("-k", "--top-k", type=int, help="sources given to the model (default 5)")
     ask.add_argument("--temperature", type=float, help="sampling temperature (default 0.1)")
@@ -50,7 +54,8 @@ def build_parser(prog: str = "python -m rag") -> argparse.ArgumentParser:
     ask.add_argument("--json", action="store_true", help="print one JSON object instead of text")
     ask.add_argument("--in", dest="within", action="append", metavar="PATH", help="only use this file or folder (repeatable)")
     settings_arguments(ask)
-    search = commands.add_parser("search", help="show the ranked passages, without the language model")
+    search = commands.add_parser("search", help="show the ranked passages, without the language model", formatter_class=raw,
+                                 epilog=f"examples:\n  {prog} search \"quantization\"\n  {prog} search \"lease\" -k 10 --json")
     search.add_argument("query")
     search.add_argument("-k", "--top-k", type=int, help="passages to show (default 5)")
     search.add_argument("--json", action="store_true", help="print one JSON object instead of text")
@@ -58,7 +63,9 @@ def build_parser(prog: str = "python -m rag") -> argparse.ArgumentParser:
     settings_arguments(search)
     library = commands.add_parser("library", help="list, create, rename or delete libraries (named indexes)",
                                   description="A library is a named index with its own folders: ask against one with "
-                                              "--library-name NAME, in the CLI and the app.")
+                                              "--library-name NAME, in the CLI and the app.", formatter_class=raw,
+                                  epilog=f"examples:\n  {prog} library list\n  {prog} library create \"Work papers\"\n"
+                                         f"  {prog} library rename \"Work papers\" Work\n  {prog} library delete Work --yes")
     actions = library.add_subparsers(dest="action", required=True)
     settings_arguments(actions.add_parser("list", help="every library with its documents, chunks and folders"))
     created = actions.add_parser("create", help="a new, empty library")

@@ -11,8 +11,23 @@ from typing import Any, Mapping
 from rag.errors import ConfigError
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
-DEFAULT_INDEX_DIR = PROJECT_DIR / "index"
-DEFAULT_LIBRARY_DIR = PROJECT_DIR / "library"
+
+
+def _data_dir() -> Path:
+    """Where the index and uploads live unless --index/--library or RAG_INDEX/RAG_LIBRARY say otherwise.
+
+    From a source checkout (pyproject.toml beside rag/; an editable install runs from there too): the project itself,
+    so ./index and ./library as always. Installed into site-packages (`pip install .`) they must not land there, so
+    $XDG_DATA_HOME/rag-chat, by default ~/.local/share/rag-chat (the XDG Base Directory spec ignores a relative one).
+    """
+    if (PROJECT_DIR / "pyproject.toml").is_file():
+        return PROJECT_DIR
+    xdg = os.environ.get("XDG_DATA_HOME", "")
+    return (Path(xdg) if os.path.isabs(xdg) else Path.home() / ".local" / "share") / "rag-chat"
+
+
+DEFAULT_INDEX_DIR = _data_dir() / "index"
+DEFAULT_LIBRARY_DIR = _data_dir() / "library"
 BUNDLED_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 

@@ -21,7 +21,8 @@ def build_parser(prog: str = "python ingest.py") -> argparse.ArgumentParser:
         epilog=f"examples:\n  {prog} ~/Documents                      index a folder (again: only what changed)\n"
                f"  {prog} --library-name Work ~/work       index into the library Work (made if new)\n"
                f"  {prog} --list                           what is indexed\n"
-               f"  {prog} --remove ~/Documents/old.pdf     take a file out of the index",
+               f"  {prog} --remove ~/Documents/old.pdf     take a file out of the index\n"
+               f"  {prog} --watch ~/Documents              index, then keep the index in step with the folder",
         description=f"Index {FORMATS} files; folders are searched recursively. Unchanged files are skipped, "
                     "changed files replace their old chunks, and files gone from a folder leave the index.")
     parser.add_argument("paths", nargs="*", type=Path, metavar="PATH", help="files or folders to index")
@@ -30,6 +31,9 @@ def build_parser(prog: str = "python ingest.py") -> argparse.ArgumentParser:
     parser.add_argument("--rebuild", action="store_true",
                         help="build the index anew (for a damaged one) from the documents it recorded, the library "
                              "folder and any PATH given")
+    parser.add_argument("--watch", action="store_true",
+                        help="after indexing, keep watching the PATH folders (without PATH: the folders recorded for "
+                             "the library) and index new, changed and deleted files within seconds; Ctrl-C stops")
     parser.add_argument("--chunk-tokens", type=int, help="largest chunk in embedder tokens (default 200)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     settings_arguments(parser)
@@ -39,8 +43,8 @@ def build_parser(prog: str = "python ingest.py") -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None, prog: str = "python ingest.py") -> int:
     parser = build_parser(prog)
     args = parser.parse_args(argv)
-    if not (args.paths or args.list or args.remove or args.rebuild):
-        parser.error("give at least one PATH to index, or --list, --remove PATH or --rebuild")
+    if not (args.paths or args.list or args.remove or args.rebuild or args.watch):
+        parser.error("give at least one PATH to index, or --list, --remove PATH, --rebuild or --watch")
     try:
         # Indexing into a named library that does not exist yet creates it; --list and --remove never do.
         settings = settings_from(args, create_library=bool(args.paths) and not (args.list or args.remove),
@@ -55,6 +59,8 @@ def main(argv: list[str] | None = None, prog: str = "python ingest.py") -> int:
             return _list(settings)
         if args.rebuild:
             return _rebuild(args.paths, settings, show_progress=not args.quiet)
+        if args.watch:
+            return _watch(args.paths, settings, show_progress=not args.quiet)
         return _ingest(args.paths, settings, show_progress=not args.quiet)
     except RagError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -106,6 +112,56 @@ def _ingest(paths: list[Path], settings, show_progress: bool, fresh: bool = Fals
         print(f"error: nothing to index in {', '.join(map(str, paths))}; give files or folders holding {FORMATS} files.",
               file=sys.stderr)
         return 1
+    return 0
+
+
+def _watch(paths: list[Path], settings, show_progress: bool) -> int:
+    """Index the folders (or those recorded for the library), then apply their changes until SIGINT or SIGTERM."""
+    import signal
+    import threading
+
+    from rag import libraries
+    from rag.embeddings import LazyEmbedder
+    from rag.indexing import find_files
+    from rag.watch import Sync, Watcher
+
+    if paths:
+        for path in paths:
+            if not path.expanduser().is_dir():
+                print(f"error: --watch keeps folders in step and {path} is not a folder; give the folder it is in.",
+                      file=sys.stderr)
+                return 2
+        if find_files(paths)[0]:
+            _ingest(paths, settings, show_progress)  # the same summary as a plain ingest
+        else:  # an empty folder is fine to watch: files dropped into it are indexed
+            libraries.record_folders(settings, paths)
+        folders = paths
+    else:
+        library = libraries.current(settings)
+        folders = [Path(f) for f in library.folders if Path(f).is_dir()]
+        for gone in (f for f in library.folders if not Path(f).is_dir()):
+            print(f"not watching {gone}: the folder no longer exists", file=sys.stderr)
+        if not folders:
+            print(f"error: no folders are recorded for the library {library.name!r}; give the folders to watch, "
+                  "as in `python ingest.py --watch ~/Documents`.", file=sys.stderr)
+            return 2
+
+    def printed(sync: Sync) -> None:
+        for failure in sync.failed:
+            print(f"could not index {failure.path}: {failure.reason}", file=sys.stderr, flush=True)
+        print(sync.summary(), file=sys.stderr if sync.error else sys.stdout, flush=True)
+
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+    watcher = Watcher(folders, settings, LazyEmbedder(settings.embedder_path, settings.embed_precision), printed)
+    watcher.start()
+    how = "by polling every second" if watcher.polling else "for file events"
+    print(f"watching {', '.join(map(str, watcher.folders))} {how}; Ctrl-C stops", file=sys.stderr, flush=True)
+    while not stop.wait(0.5):
+        pass
+    watcher.stop()
+    print("stopped watching", flush=True)
     return 0
 
 

@@ -71,11 +71,16 @@ def listed(settings: Settings) -> list[Library]:
 
 def find(settings: Settings, name: str) -> Library | None:
     """The library called `name` (any case; "" or "Default" is the default library), or None."""
-    wanted = (name or "").strip().casefold()
+    wanted = " ".join((name or "").split()).casefold()
     for library in listed(settings):
-        if wanted in ("", library.name.casefold(), library.key.casefold()) and (wanted or library.default):
+        if (library.default and not wanted) or wanted == library.name.casefold():
             return library
     return None
+
+
+def by_key(settings: Settings, key: str) -> Library | None:
+    """The library whose folder is `key` ("" is the default one): what a saved chat records, as names change."""
+    return next((library for library in listed(settings) if library.key == (key or "")), None)
 
 
 def get(settings: Settings, name: str) -> Library:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import re
 import threading
 from dataclasses import asdict, dataclass, replace
@@ -154,6 +155,19 @@ class Pipeline:
                 self._retriever = retriever_for(snapshot, self.embedder, settings,
                                                 choose_reranker(snapshot, settings, self._cross_encoder))
         return settings
+
+    def sibling(self, settings: Settings) -> "Pipeline":
+        """The same embedder, model and answer lock over another library's index (the app's library switch)."""
+        if self._generator is None:
+            try:
+                with self._lock:
+                    self.generator
+            except RagError:
+                pass  # the model's problem is shown when a question is asked, in whichever library
+        other = copy.copy(self)
+        other.settings = settings
+        other._retriever, other._vector_generation, other._vector_cache = None, None, {}
+        return other
 
     def warm_up(self) -> None:
         """Load the model and the index ahead of the first question; problems surface when one is asked."""

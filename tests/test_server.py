@@ -62,3 +62,19 @@ def test_every_request_without_the_right_password_is_refused():
         assert (b"www-authenticate", b'Basic realm="Chat with your documents", charset="UTF-8"') in reply[0]["headers"]
     assert _call(guard, _scope(None, "websocket")) == [{"type": "websocket.close", "code": 1008}]
     assert _call(guard, {"type": "lifespan"})[0]["status"] == 200  # server start-up is not a request
+
+
+def test_several_logins_each_get_in_and_are_told_apart():
+    logins = server.parse_logins(["alice:first secret", "bob:second"])
+    assert logins == [("alice", "first secret"), ("bob", "second")]
+    assert server.parse_logins(["alice:a\nbob:b\n"], "RAG_AUTH") == [("alice", "a"), ("bob", "b")]
+    with pytest.raises(ConfigError, match="'alice' twice"):
+        server.parse_logins(["alice:a", "alice:b"])
+    guard = server.BasicAuth(None, logins)
+    for user, password in logins:
+        token = base64.b64encode(f"{user}:{password}".encode()).decode()
+        assert guard.allowed([(b"authorization", f"Basic {token}".encode())])
+        assert server.login_of({"authorization": f"Basic {token}"}) == user
+    wrong = base64.b64encode(b"alice:second").decode()  # bob's password does not open alice's login
+    assert not guard.allowed([(b"authorization", f"Basic {wrong}".encode())])
+    assert server.login_of({}) == "" and server.login_of({"authorization": "Bearer x"}) == ""
