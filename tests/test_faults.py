@@ -1,8 +1,6 @@
 """Faults on disk: a write that runs out of space, a damaged index file, and the one-command rebuild."""
 
 import os
-import resource
-import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -15,13 +13,17 @@ from rag.errors import StoreError
 from tests.conftest import CORPUS, ROOT
 
 
-def run_ingest(*args: str, file_limit: int | None = None) -> subprocess.CompletedProcess:
-    def limit_file_size():  # the kernel refuses writes past this size, as a full disk would
-        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
-        resource.setrlimit(resource.RLIMIT_FSIZE, (file_limit, file_limit))
+# The file-size limit is set by the child itself before ingest.py runs, not in a preexec_fn: forking a test process
+# that holds gRPC threads (pymilvus, from the Milvus tests) and running Python in the child aborts it.
+LIMITED = ("import resource, runpy, signal, sys; signal.signal(signal.SIGXFSZ, signal.SIG_IGN); "
+           "limit = int(sys.argv.pop(1)); resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit)); "
+           "sys.argv[0] = 'ingest.py'; runpy.run_path('ingest.py', run_name='__main__')")
 
-    return subprocess.run([sys.executable, "ingest.py", *args, "--quiet"], cwd=ROOT, capture_output=True, text=True,
-                          timeout=300, preexec_fn=limit_file_size if file_limit else None,
+
+def run_ingest(*args: str, file_limit: int | None = None) -> subprocess.CompletedProcess:
+    """ingest.py ARGS; with file_limit the kernel refuses writes past that size, as a full disk would."""
+    command = [sys.executable, "-c", LIMITED, str(file_limit)] if file_limit else [sys.executable, "ingest.py"]
+    return subprocess.run([*command, *args, "--quiet"], cwd=ROOT, capture_output=True, text=True, timeout=300,
                           env={**os.environ, "HF_HUB_OFFLINE": "1"})
 
 
