@@ -26,7 +26,19 @@ def machine() -> dict[str, Any]:
     except (OSError, TypeError):
         pass
     return {"cores": os.cpu_count(), "memory_gib": round(memory_kb / 1024 / 1024, 1), "cpu": model,
-            "python": platform.python_version(), "date": time.strftime("%Y-%m-%d")}
+            "cpu_flags": cpu_flags(), "python": platform.python_version(), "date": time.strftime("%Y-%m-%d")}
+
+
+SPEED_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_bf16", "amx_int8")
+
+
+def cpu_flags() -> list[str]:
+    """Which of the instruction sets that decide the embedder's and llama.cpp's speed this CPU has (/proc/cpuinfo)."""
+    try:
+        flags = set(re.search(r"^flags\s*:(.*)$", Path("/proc/cpuinfo").read_text(), re.M)[1].split())
+    except (OSError, TypeError):
+        return []
+    return [f for f in SPEED_FLAGS if f in flags]
 
 
 def describe(info: dict[str, Any]) -> str:
@@ -98,10 +110,10 @@ def synthetic_corpus(chunks: int, seed: int = 0) -> tuple[list, list, np.ndarray
     return documents, made, vectors, words
 
 
-def write_synthetic_index(index_dir: Path, chunks: int, seed: int = 0) -> list[str]:
-    """A local index of synthetic_corpus(chunks, seed). Returns the vocabulary, for making queries."""
+def write_synthetic_index(index_dir: Path, chunks: int, seed: int = 0, name: str = "synthetic") -> list[str]:
+    """A local index of synthetic_corpus(chunks, seed), recorded as made by the embedder `name`. Returns the vocabulary."""
     from rag import store
 
     documents, made, vectors, words = synthetic_corpus(chunks, seed)
-    store.write(index_dir, documents, made, vectors, "synthetic")
+    store.write(index_dir, documents, made, vectors, name)
     return words

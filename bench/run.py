@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import time
@@ -20,7 +21,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.common import describe, machine  # noqa: E402
+from bench.common import SPEED_FLAGS, describe, machine  # noqa: E402
 
 
 def bench(script: str, *args: str) -> dict:
@@ -41,7 +42,8 @@ def main() -> None:
     args = parser.parse_args()
 
     info = machine()
-    print(f"machine: {describe(info)}{'; quick mode' if args.quick else ''}", file=sys.stderr)
+    print(f"machine: {describe(info)}; CPU flags {' '.join(info['cpu_flags']) or 'none of ' + ', '.join(SPEED_FLAGS)}"
+          f"{'; quick mode' if args.quick else ''}", file=sys.stderr)
     results = {
         "ingest": bench("ingest_speed.py", "--pages", "60" if args.quick else "300", "--peer"),
         "query": bench("scale.py", "--sizes", "corpus,10000" if args.quick else "corpus,10000,100000"),
@@ -50,6 +52,8 @@ def main() -> None:
     }
     ingest, query, answer, memory = (results[k] for k in ("ingest", "query", "answer", "memory"))
     rows = [
+        ("embedding precision", f"{ingest['precision']} (RAG_EMBED_PRECISION={os.environ.get('RAG_EMBED_PRECISION', 'auto')}; "
+                                f"CPU flags {' '.join(info['cpu_flags'])})", "", None),
         ("ingest: cold", f"{ingest['pages']} pages, {ingest['chunks']} chunks in {ingest['cold_s']:.1f} s: "
                          f"{ingest['pages_per_s']:.1f} pages/s, {ingest['chunks_per_s']:.1f} chunks/s", "", None),
         ("ingest vs raw embedder", f"{ingest['ratio_to_raw']:.2f} of raw ({ingest['raw_chunks_per_s']:.1f} chunks/s)",
@@ -72,7 +76,7 @@ def main() -> None:
     print(f"{'measure':<28} {'result':<62} {'goal':<8} met")
     for name, value, goal, met in rows:
         print(f"{name:<28} {value:<62} {goal:<8} {'' if met is None else ('yes' if met else 'NO')}")
-    combined = {"machine": info, "quick": args.quick, **results}
+    combined = {"machine": info, "precision": ingest["precision"], "quick": args.quick, **results}
     if args.out:
         args.out.write_text(json.dumps(combined, indent=1))
     if args.json:

@@ -14,8 +14,10 @@ from typing import Any, Iterator
 from rag import chats, libraries, library, loaders, server
 from rag.cli import settings_arguments, settings_from
 from rag.config import Settings
+from rag.embeddings import LazyEmbedder
 from rag.errors import ConfigError, RagError
 from rag.pipeline import Answer, Found, Partial, Pipeline
+from rag.yielding import YieldingEmbedder
 
 NO_SOURCES = "*The sources of each answer appear here: file, page, section and passage.*"
 STATE_MARK = {"waiting": "⏳ waiting", "reading": "📖 reading", "embedding": "🧮 embedding", "indexed": "✅ indexed",
@@ -272,7 +274,8 @@ def upload_files(pipeline: Pipeline, files: list | None) -> Iterator[str]:
     if not stored:
         yield status_markdown(refused) or "*No file was uploaded.*"
         return
-    for statuses in library.ingest_with_progress(stored, pipeline.settings, pipeline.embedder):
+    # The upload's embedding waits between small batches while an answer is being written (rag/yielding.py).
+    for statuses in library.ingest_with_progress(stored, pipeline.settings, YieldingEmbedder(pipeline.embedder, pipeline.gate)):
         yield status_markdown(refused + statuses)
 
 
@@ -351,7 +354,8 @@ class Shelf:
                     running.add(Path(folder))
             return
         pipeline = self.pipeline(library.key)
-        watcher = watch.Watcher([Path(f) for f in library.folders], pipeline.settings, pipeline.embedder)
+        watcher = watch.Watcher([Path(f) for f in library.folders], pipeline.settings,
+                                YieldingEmbedder(pipeline.embedder, pipeline.gate))
         with self._lock:
             self._watchers[library.key] = watcher
         watcher.start()
@@ -455,7 +459,8 @@ def build_app(pipeline: Pipeline, shelf: Shelf | None = None, logins: bool = Fal
         with gr.Row():
             library_choice = gr.Dropdown(choices=library_names(), value=start, label="Library", elem_id="library-choice",
                                          scale=1, interactive=True)
-            header = gr.Markdown(header_markdown(shelf, start), elem_id="library-status")
+            # What needs the index is filled in when the page loads (demo.load), so the app serves at once.
+            header = gr.Markdown(f"**Library: {shelf.library(start).name}**", elem_id="library-status")
         with gr.Tabs():
             with gr.Tab("Chat", id="chat-tab"):
                 with gr.Row():
@@ -484,7 +489,7 @@ def build_app(pipeline: Pipeline, shelf: Shelf | None = None, logins: bool = Fal
                         copied = gr.Textbox(visible="hidden", elem_id="copy-text")
                     with gr.Column(scale=2):
                         # Choices are refreshed on page load and after each upload; other indexed paths are accepted too.
-                        within = gr.Dropdown(choices=document_choices(pipeline), multiselect=True, allow_custom_value=True,
+                        within = gr.Dropdown(choices=[], multiselect=True, allow_custom_value=True,
                                              label="Search only in (empty: all documents)", elem_id="within")
                         gr.Markdown("### Sources")
                         sources = gr.Markdown(NO_SOURCES, elem_id="sources")
@@ -494,9 +499,9 @@ def build_app(pipeline: Pipeline, shelf: Shelf | None = None, logins: bool = Fal
                     upload = gr.File(label="Upload files", file_count="multiple", file_types=suffixes, elem_id="upload")
                     upload_folder = gr.File(label="Upload a folder", file_count="directory", elem_id="upload-folder")
                 progress = gr.Markdown("", elem_id="ingest-status")
-                documents = gr.Markdown(library_markdown(shelf.pipeline(start).settings), elem_id="documents")
+                documents = gr.Markdown("", elem_id="documents")
                 with gr.Row():
-                    to_remove = gr.Dropdown(choices=document_choices(pipeline), label="Document to remove",
+                    to_remove = gr.Dropdown(choices=[], label="Document to remove",
                                             elem_id="remove-choice", scale=3)
                     remove = gr.Button("Remove from the index", variant="stop", elem_id="remove", scale=1)
                 removed = gr.Markdown("", elem_id="remove-status")
@@ -830,28 +835,37 @@ def main(argv: list[str] | None = None, prog: str = "python app.py") -> int:
             raise ConfigError(f"--watch {missing[0]} is not a folder; give folders that exist on this machine.")
         if args.watch:
             libraries.record_folders(settings, args.watch)
-        pipeline = Pipeline(settings)
+        # The embedder loads in the background with the model (warm_up), not before the page is served.
+        pipeline = Pipeline(settings, embedder=LazyEmbedder(settings.embedder_path, settings.embed_precision))
     except RagError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2 if isinstance(exc, ConfigError) else 1
-    threading.Thread(target=pipeline.warm_up, daemon=True).start()
     import uvicorn
 
     shelf = Shelf(pipeline, watch=settings.watch)
-    if settings.watch:
-        shelf.watch_all(True)
     demo = build_app(pipeline, shelf, logins=bool(auth))
     demo.queue(default_concurrency_limit=1)
     asgi = server.build_server(shelf.documents, demo, auth or None, pipeline.settings.max_file_mb, head=STOP_SHORTCUT)
+    web = uvicorn.Server(uvicorn.Config(asgi, host=args.host, port=args.port, log_level="warning"))
+
+    def after_start() -> None:
+        """The models, the index and the folder watchers load once the page is served, not before: on two cores they
+        would only slow the start (bench/startup.py)."""
+        while not web.started and not web.should_exit:
+            time.sleep(0.05)
+        pipeline.warm_up()
+        if settings.watch:
+            shelf.watch_all(True)
+
+    threading.Thread(target=after_start, name="warm-up", daemon=True).start()
     print(f"Serving on http://{args.host}:{args.port} (library: {libraries.current(settings).name}, index: "
           f"{pipeline.settings.index_dir}{', password required' if auth else ''}"
           f"{', watching its folders' if settings.watch else ''})", flush=True)
     try:
-        uvicorn.run(asgi, host=args.host, port=args.port, log_level="warning")
+        web.run()
     finally:
         shelf.close()
     return 0
-
 
 if __name__ == "__main__":
     sys.exit(main())

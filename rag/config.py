@@ -93,14 +93,17 @@ class Settings:
     abstain_below: float = field(default=0.4, metadata={"env": "RAG_ABSTAIN_BELOW", "help": "answer 'not covered' when 0.5 x the best passage cosine + 0.5 x the best evidence score is below this"})
     n_ctx: int = field(default=4096, metadata={"env": "RAG_N_CTX", "help": "model context window, in tokens"})
     n_threads: int = field(default=0, metadata={"env": "RAG_THREADS", "help": "CPU threads for the model; 0 means all cores"})
+    n_threads_batch: int = field(default=0, metadata={"env": "RAG_THREADS_BATCH", "help": "CPU threads for the model's prompt processing; 0 means as many as n_threads"})
+    n_batch: int = field(default=512, metadata={"env": "RAG_BATCH", "help": "prompt tokens the model processes in one batch (bench/prompt_cache.py)"})
     n_gpu_layers: int = field(default=0, metadata={"env": "RAG_GPU_LAYERS", "help": "layers offloaded to a GPU; -1 means all"})
     temperature: float = field(default=0.1, metadata={"env": "RAG_TEMPERATURE", "help": "sampling temperature"})
     evidence_tokens: int = field(default=300, metadata={"env": "RAG_EVIDENCE_TOKENS", "help": "evidence windows given to the model, in embedder tokens; 0 gives it the whole passages"})
     grammar: str = field(default="words", metadata={"env": "RAG_GRAMMAR", "help": "words: plain sentences made of the sources' own words, each ending with a source number; cite: plain sentences ending with a source number; off: no constraint (never for questions that ask for code)"})
     answer_lead: str = field(default="evidence", metadata={"env": "RAG_ANSWER_LEAD", "help": "evidence: the answer opens with the best evidence, quoted, then the model's checked sentences; model: a checked sentence of the model on that evidence opens it instead"})
     answer_sentences: int = field(default=1, metadata={"env": "RAG_ANSWER_SENTENCES", "help": "most sentences the grammar lets the model write (bench/answers.py chose 1 for the bundled model; a larger model may use 3)"})
+    reuse_turns: bool = field(default=False, metadata={"env": "RAG_REUSE_TURNS", "help": "on: a follow-up continues the previous turn as the model saw and wrote it (its sources and raw answer), so llama.cpp reuses that state and the answer starts about half as late (bench/followup_speed.py); off (default until the answer benches have measured it: it turned one follow-up of the browser test into a refusal): the plain question and checked answer"})
     max_tokens: int = field(default=384, metadata={"env": "RAG_MAX_TOKENS", "help": "longest answer, in model tokens"})
-    embed_precision: str = field(default="auto", metadata={"env": "RAG_EMBED_PRECISION", "help": "auto (bfloat16 where the CPU has it in hardware, else float32), float32 or bfloat16"})
+    embed_precision: str = field(default="auto", metadata={"env": "RAG_EMBED_PRECISION", "help": "auto (bfloat16 where the CPU has it in hardware, else float32), float32, bfloat16 or int8 (int8 Linear layers; an index made with int8 vectors is always ingested into and queried with int8, any other with float weights)"})
     embed_batch: int = field(default=512, metadata={"env": "RAG_EMBED_BATCH", "help": "chunks embedded together while ingesting; a kill loses at most one batch"})
     max_file_mb: int = field(default=100, metadata={"env": "RAG_MAX_FILE_MB", "help": "larger files are reported, not read"})
     max_pages: int = field(default=5000, metadata={"env": "RAG_MAX_PAGES", "help": "PDFs with more pages are reported, not read"})
@@ -134,6 +137,8 @@ class Settings:
             "abstain_below": -1.0 <= self.abstain_below <= 1.0,
             "n_ctx": self.n_ctx >= 512,
             "n_threads": self.n_threads >= 0,
+            "n_threads_batch": self.n_threads_batch >= 0,
+            "n_batch": 32 <= self.n_batch <= 8192,
             "n_gpu_layers": self.n_gpu_layers >= -1,
             "temperature": 0.0 <= self.temperature <= 2.0,
             "max_tokens": self.max_tokens > 0,
@@ -141,7 +146,7 @@ class Settings:
             "grammar": self.grammar in ("words", "cite", "off"),
             "answer_sentences": self.answer_sentences >= 1,
             "answer_lead": self.answer_lead in ("evidence", "model"),
-            "embed_precision": self.embed_precision in ("auto", "float32", "bfloat16"),
+            "embed_precision": self.embed_precision in ("auto", "float32", "bfloat16", "int8"),
             "embed_batch": self.embed_batch > 0,
             "max_file_mb": self.max_file_mb > 0,
             "max_pages": self.max_pages > 0,
@@ -208,6 +213,8 @@ _RULES = {
     "abstain_below": "use a score from -1 to 1 (-1 never abstains)",
     "n_ctx": "use at least 512",
     "n_threads": "use 0 (all cores) or more",
+    "n_threads_batch": "use 0 (as many as n_threads) or more",
+    "n_batch": "use a number of tokens from 32 to 8192 (512 is llama.cpp's default)",
     "n_gpu_layers": "use -1 (all), 0 (none) or a layer count",
     "temperature": "use a value from 0 to 2",
     "max_tokens": "use a number above 0",
@@ -215,7 +222,7 @@ _RULES = {
     "grammar": "use words, cite or off",
     "answer_sentences": "use 1 or more",
     "answer_lead": "use evidence or model",
-    "embed_precision": "use auto, float32 or bfloat16",
+    "embed_precision": "use auto, float32, bfloat16 or int8",
     "embed_batch": "use a number above 0",
     "max_file_mb": "use a number of megabytes above 0",
     "max_pages": "use a number above 0",

@@ -21,7 +21,7 @@ from rag import loaders, store
 from rag.loaders import ocr as ocr_engine
 from rag.chunking import Chunk, chunk_sections
 from rag.config import Settings
-from rag.embeddings import Embedder
+from rag.embeddings import Embedder, follow
 from rag.errors import LoadError, StoreError
 from rag.journal import Journal
 
@@ -181,6 +181,7 @@ def ingest(paths: Sequence[Path], settings: Settings, embedder: Embedder,
     backend = store.choose(settings)
     with backend.lock(on_wait=on_wait):
         old_embedder, dim, documents = (None, None, {}) if fresh else backend.manifest()
+        embedder = follow(embedder, old_embedder)  # new chunks are made the way the index's vectors were (int8 or not)
         if old_embedder is not None and old_embedder != embedder.name:
             raise StoreError(
                 f"The index in {backend.describe()} was built with the embedder {old_embedder!r}, not {embedder.name!r}; "

@@ -12,11 +12,12 @@ from rag import citations, evidence, store, verify
 from rag.chunking import place
 from rag.config import Settings
 from rag.errors import RagError
-from rag.embeddings import Embedder, SentenceTransformerEmbedder
+from rag.embeddings import Embedder, SentenceTransformerEmbedder, follow
 from rag.evidence import Evidence, Window
 from rag.generate import (Generator, Message, build_messages, choose as choose_generator, citation_grammar, repetition_start,
                           source_block, wants_code)
 from rag.verify import SentenceCheck
+from rag.yielding import AnswerGate
 from rag.retrieve import CrossEncoderReranker, Hit, Retriever, choose_reranker, reciprocal_rank_fusion, retriever_for
 
 
@@ -113,8 +114,10 @@ class Pipeline:
         self._cross_encoder = CrossEncoderReranker(settings.reranker) if settings.reranker else None
         self._retriever: Retriever | None = None
         self._lock = threading.Lock()  # one llama.cpp context serves one answer at a time
+        self.gate = AnswerGate()  # held while the model writes: the app's own indexing waits (rag/yielding.py)
         self._vector_generation: str | None = None
         self._vector_cache: dict = {}
+        self._said: dict[tuple[str, str], tuple[str, str]] = {}  # (index, question) -> (user message, raw answer) sent
 
     @property
     def generator(self) -> Generator:
@@ -129,7 +132,7 @@ class Pipeline:
         generation = backend.generation()
         if self._retriever is None or self._retriever.snapshot.generation != generation:
             snapshot = backend.load()
-            self._retriever = retriever_for(snapshot, self.embedder, self.settings,
+            self._retriever = retriever_for(snapshot, follow(self.embedder, snapshot.embedder), self.settings,
                                             choose_reranker(snapshot, self.settings, self._cross_encoder))
         return self._retriever
 
@@ -152,7 +155,7 @@ class Pipeline:
             retrieval = ("top_k", "candidates", "retrieval", "fusion", "rrf_k", "dense_weight", "bm25_k1", "bm25_b", "rerank")
             if self._retriever is not None and any(getattr(old, f) != getattr(settings, f) for f in retrieval):
                 snapshot = self._retriever.snapshot
-                self._retriever = retriever_for(snapshot, self.embedder, settings,
+                self._retriever = retriever_for(snapshot, follow(self.embedder, snapshot.embedder), settings,
                                                 choose_reranker(snapshot, settings, self._cross_encoder))
         return settings
 
@@ -174,7 +177,7 @@ class Pipeline:
         try:
             with self._lock:
                 self.generator
-            self.retriever
+            self.retriever.embedder.embed(["warm up"])  # loads a lazy embedder (and its precision path) too
         except RagError:
             pass
 
@@ -228,12 +231,13 @@ class Pipeline:
             yield Answer(question, NOT_COVERED, (), abstained=True)
             return
         yield Found(question, sources, found)
-        with self._lock:
+        with self._lock, self.gate.writing():
             generator = self.generator
             # Windows go without their file label: the small model copied labels into its sentences.
             blocks = [source_block(s.n, "", " … ".join(s.windows)) if s.windows else source_block(s.n, s.label, s.text)
                       for s in sources]
-            messages, fitted = build_messages(question, blocks, history, generator, self.settings.max_tokens)
+            said = self._as_said(history) if self.settings.reuse_turns else history
+            messages, fitted = build_messages(question, blocks, said, generator, self.settings.max_tokens)
             sources = sources[:fitted]
             found = tuple(e for e in found if e.n <= fitted)
             grammar = None
@@ -251,7 +255,27 @@ class Pipeline:
                     yield Partial(text)
                     break
                 yield Partial(text)
+            self._remember(question, messages[-1]["content"], text)
         yield self._grounded(question, citations.clean(text, len(sources)), sources, found)
+
+    def _as_said(self, history: Sequence[Message]) -> list[Message]:
+        """The earlier exchanges as the model itself was given and wrote them, where this process still knows them.
+
+        The follow-up's prompt then begins with the previous prompt and answer, whose state
+        llama.cpp still holds, so only the new part is evaluated (bench/followup_speed.py).
+        """
+        turns = list(history)
+        for i in range(len(turns) - 1):
+            if turns[i]["role"] == "user" and turns[i + 1]["role"] == "assistant":
+                known = self._said.get((str(self.settings.index_dir), turns[i]["content"].strip()))
+                if known is not None:
+                    turns[i], turns[i + 1] = {"role": "user", "content": known[0]}, {"role": "assistant", "content": known[1]}
+        return turns
+
+    def _remember(self, question: str, sent: str, written: str) -> None:
+        if len(self._said) >= 256:
+            self._said.pop(next(iter(self._said)))
+        self._said[(str(self.settings.index_dir), question.strip())] = (sent, written)
 
     def gather(self, question: str, hits: Sequence[Hit], history: Sequence[Message] = ()) -> tuple[tuple[Source, ...], tuple[Evidence, ...]]:
         """The numbered sources for the model and the evidence for the person, from the retrieved hits.

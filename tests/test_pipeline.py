@@ -232,3 +232,22 @@ def test_the_evidence_arrives_before_the_first_word_of_the_model(pipeline):
     assert any("U+2581" in e.sentence for e in first.evidence)
     rest = list(events)
     assert isinstance(rest[-1], Answer) and not any(isinstance(e, Found) for e in rest)
+
+
+def test_the_answer_gate_is_held_while_the_model_writes_and_shared_by_sibling_libraries(corpus_index, embedder,
+                                                                                        settings_factory, tmp_path):
+    from rag.pipeline import Pipeline
+
+    seen = []
+
+    class Watching(Recorder):
+        def stream(self, messages, max_tokens, temperature, grammar=None):
+            seen.append(live.gate.busy)
+            yield "LoRA starts B at zero [1]."
+
+    live = Pipeline(settings_factory(corpus_index), embedder=embedder, generator=Watching())
+    assert not live.gate.busy
+    live.ask("How are the LoRA matrices initialised?")
+    assert seen == [True] and not live.gate.busy  # held while writing, released after
+    other = live.sibling(settings_factory(tmp_path / "other"))
+    assert other.gate is live.gate and other.embedder is live.embedder and other.generator is live.generator

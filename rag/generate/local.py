@@ -45,6 +45,9 @@ class LlamaGenerator:
                 model_path=str(file),
                 n_ctx=settings.n_ctx,
                 n_threads=settings.n_threads or os.cpu_count(),
+                n_threads_batch=settings.n_threads_batch or settings.n_threads or os.cpu_count(),
+                n_batch=settings.n_batch,
+                n_ubatch=settings.n_batch,
                 n_gpu_layers=settings.n_gpu_layers,
                 seed=settings.seed,
                 verbose=False,
@@ -56,6 +59,10 @@ class LlamaGenerator:
         self.name = file.name
         self.seed = settings.seed
         self._grammars: dict[str, object] = {}
+        # llama-cpp-python keeps the last prompt and answer in the context and evaluates only what follows the
+        # longest prefix a new prompt shares with them (the system prompt, for the next question); False
+        # evaluates every prompt from the start (bench/prompt_cache.py compares the two).
+        self.reuse_context = True
 
     def _grammar(self, text: str):
         """The compiled GBNF grammar (compiled once per text: one per number of sources)."""
@@ -70,6 +77,8 @@ class LlamaGenerator:
 
     def stream(self, messages: Sequence[Message], max_tokens: int, temperature: float,
                grammar: str | None = None) -> Iterator[str]:
+        if not self.reuse_context:
+            self._llm.reset()
         pieces = self._llm.create_chat_completion(
             messages=list(messages), stream=True, max_tokens=max_tokens, temperature=temperature, seed=self.seed,
             repeat_penalty=REPEAT_PENALTY, grammar=self._grammar(grammar) if grammar else None,
