@@ -73,17 +73,28 @@ def test_a_damaged_index_file_is_named_and_never_served(tmp_path, damaged):
 
 
 def test_the_app_starts_on_a_damaged_index_and_says_what_is_wrong(corpus_index, tmp_path):
+    """The page is served at once and, as it loads, its header says the index is damaged and how to rebuild it."""
     import shutil
-    import urllib.request
+
+    from playwright.sync_api import sync_playwright
 
     from tests.conftest import running_app
+    from tests.test_browser import CHROMIUM, CHROMIUM_ARGS
 
     index = tmp_path / "index"
     shutil.copytree(corpus_index, index)
     flip_byte(index / store.current_generation(index) / "dense.faiss")
-    with running_app("--index", str(index), "--library", str(tmp_path / "library")) as url:
-        config = urllib.request.urlopen(url + "config", timeout=10).read().decode()
-        assert "is damaged" in config and "ingest.py --rebuild" in config
+    with running_app("--index", str(index), "--library", str(tmp_path / "library")) as url, sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page()
+            page.set_default_timeout(120_000)
+            page.goto(url)
+            page.wait_for_selector("#library-status :text('is damaged')")
+            header = page.inner_text("#library-status")
+            assert "cannot be used" in header and "ingest.py --rebuild" in header
+        finally:
+            browser.close()
 
 
 def test_one_command_rebuilds_a_damaged_index_with_every_document(tmp_path):
