@@ -110,15 +110,6 @@ def sources_markdown(answer: Answer | Found, links: dict[str, str] | None = None
     return "\n".join(lines)
 
 
-def index_status(pipeline: Pipeline) -> str:
-    """One line at the top of the page: what is indexed, or in one sentence why the index cannot be used."""
-    try:
-        snapshot = pipeline.retriever.snapshot
-    except RagError as exc:
-        return f"⚠️ **The index cannot be used:** {exc}"
-    return f"Index: {len(snapshot.documents)} documents, {len(snapshot.chunks)} passages."
-
-
 def document_choices(pipeline: Pipeline) -> list[tuple[str, str]]:
     """(file name, path) of every indexed document, for the "search only in" control."""
     try:
@@ -387,13 +378,9 @@ def header_markdown(shelf: Shelf, key: str) -> str:
         return f"**Library: {library.name}** · ⚠️ **the index cannot be used:** {exc}"
     documents = snapshot.documents
     newest = max((d.ingested_at for d in documents), default=0)
-    updated = f" · last update {library_age(newest)}" if newest else ""
+    updated = f" · last update {library.age(newest)}" if newest else ""
     line = f"**Library: {library.name}** · {len(documents)} documents, {len(snapshot.chunks)} passages{updated}"
     return line + sync_line(shelf, library.key)
-
-
-def library_age(when: float) -> str:
-    return library.age(when)
 
 
 def sync_line(shelf: Shelf, key: str) -> str:
@@ -688,7 +675,7 @@ def build_app(pipeline: Pipeline, shelf: Shelf | None = None, logins: bool = Fal
                 renamed = libraries.rename(pipeline.settings, library.name, name)
             except RagError as exc:
                 return gr.skip(), gr.skip(), f"**Not renamed:** {exc}", gr.skip()
-            shelf.forget(library.key) if shelf.pipeline(library.key) is not shelf.root else None
+            shelf.forget(library.key)  # reopened under its new name when next asked for; the start library stays
             return (gr.Dropdown(choices=library_names(), value=renamed.key), header_markdown(shelf, renamed.key),
                     f"Renamed “{library.name}” to “{renamed.name}”.", "")
 
