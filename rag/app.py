@@ -368,19 +368,19 @@ class Shelf:
 
 def header_markdown(shelf: Shelf, key: str) -> str:
     """The top of the chat: which library it asks, its size and last update, and the last sync of its folders."""
-    library = shelf.library(key)
-    pipeline = shelf.pipeline(library.key)
+    shown = shelf.library(key)
+    pipeline = shelf.pipeline(shown.key)
     try:
         snapshot = pipeline.retriever.snapshot
     except RagError as exc:
         if "No index" in str(exc) or "no index" in str(exc):
-            return f"**Library: {library.name}** · no documents yet"
-        return f"**Library: {library.name}** · ⚠️ **the index cannot be used:** {exc}"
+            return f"**Library: {shown.name}** · no documents yet"
+        return f"**Library: {shown.name}** · ⚠️ **the index cannot be used:** {exc}"
     documents = snapshot.documents
     newest = max((d.ingested_at for d in documents), default=0)
     updated = f" · last update {library.age(newest)}" if newest else ""
-    line = f"**Library: {library.name}** · {len(documents)} documents, {len(snapshot.chunks)} passages{updated}"
-    return line + sync_line(shelf, library.key)
+    line = f"**Library: {shown.name}** · {len(documents)} documents, {len(snapshot.chunks)} passages{updated}"
+    return line + sync_line(shelf, shown.key)
 
 
 def sync_line(shelf: Shelf, key: str) -> str:
