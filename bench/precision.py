@@ -1,10 +1,10 @@
 """Embedding precision paths side by side: speed, agreement with float32, SciFact quality, and what auto picks.
 
-    python bench/precision.py [--paths float32,bfloat16,int8] [--rounds 3] [--pages 60]
-                              [--scifact DIR] [--queries N] [--avx2] [--json]
+    python bench/precision.py [--paths float32:torch,float32:onnx,bfloat16:torch,int8:onnx] [--rounds 3]
+                              [--pages 60] [--scifact DIR] [--queries N] [--avx2] [--json]
 
-In one process, for each path, interleaved round by round (float32, bfloat16, int8, float32, ...)
-so that a busy machine slows all of them alike:
+A path is PRECISION:RUNTIME (rag.embeddings.load_embedder); the first is the reference. In one
+process, for each path, interleaved round by round so that a busy machine slows all of them alike:
 - embedding: every chunk of corpus/ encoded in one call; chunks/s, median of --rounds;
 - cold ingest: `rag.indexing.ingest` of about --pages PDF pages (bench/common.py) into an empty
   index (parse, chunk, embed, write); chunks/s, median of --rounds;
@@ -18,7 +18,8 @@ the path `auto` should pick is the fastest that keeps it (by cold ingest), and t
 rag.embeddings.auto_precision agrees. --avx2 runs the bench as on an AVX2-only CPU: it sets
 ATEN_CPU_CAPABILITY=avx2 (torch's kernels), ONEDNN_MAX_CPU_ISA=AVX2 (oneDNN: no bfloat16 or VNNI),
 MKL_ENABLE_INSTRUCTIONS=AVX2 (MKL's float32 GEMM) and FBGEMM_ENABLE_INSTRUCTIONS=AVX2 (the int8 GEMM)
-before torch loads.
+before torch loads. ONNX Runtime has no such switch (its kernels follow CPUID), so under --avx2 its rows
+are native ones and are marked so.
 """
 
 from __future__ import annotations
@@ -36,12 +37,10 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-AVX2_ENV = {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2", "MKL_ENABLE_INSTRUCTIONS": "AVX2",
-            "FBGEMM_ENABLE_INSTRUCTIONS": "AVX2"}
 MIN_COSINE = 0.99
 NDCG_SLACK = 0.005
 
-from bench.common import cpu_flags, describe, finish, machine, write_pdf_folder  # noqa: E402
+from bench.common import cpu_flags, describe, finish, machine, run_as_avx2, write_pdf_folder  # noqa: E402
 
 
 def scifact_quality(dataset: Path, path: str, embedder, queries: int | None, emulated: bool) -> dict[str, float]:
@@ -57,7 +56,8 @@ def scifact_quality(dataset: Path, path: str, embedder, queries: int | None, emu
         asked = dict(list(asked.items())[:queries])
     shared = Path("/tmp/rag-bench/precision-docs")
     write_documents(documents, shared)
-    settings = Settings.load({"index_dir": Path(f"/tmp/rag-bench/precision-{path}{'-avx2' if emulated else ''}") / "index"})
+    folder = Path(f"/tmp/rag-bench/precision-{path.replace(':', '-')}{'-avx2' if emulated else ''}")
+    settings = Settings.load({"index_dir": folder / "index"})
     started = time.perf_counter()
     report = ingest([shared], settings, embedder)
     ingest_s = time.perf_counter() - started
@@ -72,7 +72,8 @@ def scifact_quality(dataset: Path, path: str, embedder, queries: int | None, emu
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--paths", default="float32,bfloat16,int8", help="precisions to compare (float32 first)")
+    parser.add_argument("--paths", default="float32:torch,float32:onnx,bfloat16:torch,int8:onnx",
+                        help="PRECISION:RUNTIME paths to compare, the reference first")
     parser.add_argument("--rounds", type=int, default=3, help="timed rounds of each measure (default 3)")
     parser.add_argument("--pages", type=int, default=60, help="PDF pages for the cold ingest (default 60)")
     parser.add_argument("--scifact", default="/work/shared/data/scifact", help="BEIR SciFact folder; empty skips it")
@@ -80,30 +81,30 @@ def main() -> None:
     parser.add_argument("--avx2", action="store_true", help="run as on an AVX2-only CPU (see above)")
     parser.add_argument("--json", action="store_true", help="print a JSON object as the last line")
     args = parser.parse_args()
-    if args.avx2 and any(os.environ.get(k) != v for k, v in AVX2_ENV.items()):
-        os.execve(sys.executable, [sys.executable, *sys.argv], {**os.environ, **AVX2_ENV})  # before torch loads
+    emulated = run_as_avx2(args.avx2)  # before torch loads
 
     import numpy as np
 
     from rag import store
     from rag.config import Settings, bundled_embedder_path
-    from rag.embeddings import INT8_MEETS_BOUNDS, SentenceTransformerEmbedder, auto_precision, cpu_features
+    from rag.embeddings import INT8_MEETS_BOUNDS, auto_precision, cpu_features, load_embedder
     from rag.indexing import ingest
 
-    paths = ["float32", *(p for p in args.paths.split(",") if p != "float32")]  # the reference comes first
-    emulated = all(os.environ.get(k) == v for k, v in AVX2_ENV.items())
+    paths = [p if ":" in p else f"{p}:{'torch' if p == 'bfloat16' else 'onnx'}" for p in args.paths.split(",")]
+    ref = paths[0]
     info = machine()
-    embedders = {p: SentenceTransformerEmbedder(bundled_embedder_path(), precision=p) for p in paths}
+    cache = Settings.load({}).cache_dir
+    embedders = {p: load_embedder(bundled_embedder_path(), p.split(":")[0], p.split(":")[1], cache_dir=cache) for p in paths}
     with tempfile.TemporaryDirectory(prefix="precision-bench-") as work:
         work = Path(work)
         corpus_settings = Settings(index_dir=work / "corpus-index")
-        ingest([ROOT / "corpus"], corpus_settings, embedders["float32"])
+        ingest([ROOT / "corpus"], corpus_settings, embedders[ref])
         texts = [c.indexed_text for c in store.load(corpus_settings.index_dir).chunks]
         folder = work / "pdfs"
         files, pages = write_pdf_folder(folder, args.pages)
         for embedder in embedders.values():
             embedder.embed(texts[:8])  # warm-up: first calls pay for lazy set-up and weight packing
-        reference = embedders["float32"].embed(texts)
+        reference = embedders[ref].embed(texts)
         embed_s = {p: [] for p in paths}
         ingest_s = {p: [] for p in paths}
         cosines = {}
@@ -115,7 +116,7 @@ def main() -> None:
                 embed_s[p].append(time.perf_counter() - started)
                 cosines.setdefault(p, np.sum(vectors * reference, axis=1))
             for p in paths:
-                report = ingest([folder], Settings(index_dir=work / f"ingest-{p}-{r}"), embedders[p])
+                report = ingest([folder], Settings(index_dir=work / f"ingest-{p.replace(':', '-')}-{r}"), embedders[p])
                 ingest_s[p].append(report.seconds)
                 ingested_chunks = report.chunks
         rows = {}
@@ -124,14 +125,14 @@ def main() -> None:
                        "ingest_s": round(statistics.median(ingest_s[p]), 2),
                        "ingest_chunks_per_s": round(ingested_chunks / statistics.median(ingest_s[p]), 1),
                        "cos_min": round(float(cosines[p].min()), 5), "cos_mean": round(float(cosines[p].mean()), 5)}
-            rows[p]["embed_speedup"] = round(statistics.median(embed_s["float32"]) / statistics.median(embed_s[p]), 2)
-            rows[p]["ingest_speedup"] = round(statistics.median(ingest_s["float32"]) / statistics.median(ingest_s[p]), 2)
+            rows[p]["embed_speedup"] = round(statistics.median(embed_s[ref]) / statistics.median(embed_s[p]), 2)
+            rows[p]["ingest_speedup"] = round(statistics.median(ingest_s[ref]) / statistics.median(ingest_s[p]), 2)
     if args.scifact:
         for p in paths:
             print(f"SciFact with {p} ...", file=sys.stderr, flush=True)
             rows[p] |= scifact_quality(Path(args.scifact), p, embedders[p], args.queries, emulated)
     for p in paths:
-        row, base = rows[p], rows["float32"]
+        row, base = rows[p], rows[ref]
         row["keeps_quality"] = bool(row["cos_min"] >= MIN_COSINE and (not args.scifact or (
             abs(row["ndcg@10"] - base["ndcg@10"]) <= NDCG_SLACK and abs(row["dense_ndcg@10"] - base["dense_ndcg@10"]) <= NDCG_SLACK)))
     keeping = [p for p in paths if rows[p]["keeps_quality"]]
@@ -139,24 +140,25 @@ def main() -> None:
     features = cpu_features()
     result = {"machine": info, "cpu_flags": cpu_flags(), "kernels_see": sorted(features), "avx2_emulated": emulated,
               "chunks": len(texts), "pdf_pages": pages, "ingest_chunks": ingested_chunks, "rounds": args.rounds,
-              "paths": rows, "fastest_keeping_quality": measured,
+              "reference": ref, "paths": rows, "fastest_keeping_quality": measured,
+              "native_rows": [p for p in paths if emulated and p.endswith(":onnx")],
               "auto_picks": auto_precision(features), "auto_picks_with_int8": auto_precision(features, int8_ok=True),
               "int8_meets_bounds_setting": INT8_MEETS_BOUNDS}
 
     print(f"machine: {describe(info)}; CPU flags {' '.join(result['cpu_flags'])}; kernels see {' '.join(result['kernels_see'])}"
           f"{' (AVX2 emulated)' if emulated else ''}")
     print(f"{len(texts)} corpus chunks; cold ingest of {pages} PDF pages = {ingested_chunks} chunks; medians of {args.rounds} rounds")
-    head = f"{'path':<10}{'embed ch/s':>11}{'x f32':>7}{'ingest s':>10}{'ch/s':>7}{'x f32':>7}{'cos min':>9}{'cos mean':>9}"
+    head = f"{'path':<16}{'embed ch/s':>11}{'x ref':>7}{'ingest s':>10}{'ch/s':>7}{'x ref':>7}{'cos min':>9}{'cos mean':>9}"
     if args.scifact:
         head += f"{'nDCG@10':>9}{'dense':>8}"
     print(head + "  keeps quality")
     for p in paths:
         row = rows[p]
-        line = (f"{p:<10}{row['embed_chunks_per_s']:>11.1f}{row['embed_speedup']:>7.2f}{row['ingest_s']:>10.2f}"
+        line = (f"{p:<16}{row['embed_chunks_per_s']:>11.1f}{row['embed_speedup']:>7.2f}{row['ingest_s']:>10.2f}"
                 f"{row['ingest_chunks_per_s']:>7.1f}{row['ingest_speedup']:>7.2f}{row['cos_min']:>9.4f}{row['cos_mean']:>9.4f}")
         if args.scifact:
             line += f"{row['ndcg@10']:>9.4f}{row['dense_ndcg@10']:>8.4f}"
-        print(line + f"  {'yes' if row['keeps_quality'] else 'no'}")
+        print(line + f"  {'yes' if row['keeps_quality'] else 'no'}" + ("  (native: ONNX Runtime ignores the emulation)" if p in result["native_rows"] else ""))
     print(f"fastest path that keeps quality here: {measured}; auto picks {result['auto_picks']} "
           f"(with int8 allowed: {result['auto_picks_with_int8']})")
     finish(result, args.json)

@@ -52,7 +52,7 @@ def main() -> None:
     }
     ingest, query, answer, memory = (results[k] for k in ("ingest", "query", "answer", "memory"))
     rows = [
-        ("embedding precision", f"{ingest['precision']} (RAG_EMBED_PRECISION={os.environ.get('RAG_EMBED_PRECISION', 'auto')}; "
+        ("embedding precision", f"{ingest['precision']} on {ingest['runtime']} (RAG_EMBED_PRECISION={os.environ.get('RAG_EMBED_PRECISION', 'auto')}; "
                                 f"CPU flags {' '.join(info['cpu_flags'])})", "", None),
         ("ingest: cold", f"{ingest['pages']} pages, {ingest['chunks']} chunks in {ingest['cold_s']:.1f} s: "
                          f"{ingest['pages_per_s']:.1f} pages/s, {ingest['chunks_per_s']:.1f} chunks/s", "", None),
@@ -76,7 +76,7 @@ def main() -> None:
     print(f"{'measure':<28} {'result':<62} {'goal':<8} met")
     for name, value, goal, met in rows:
         print(f"{name:<28} {value:<62} {goal:<8} {'' if met is None else ('yes' if met else 'NO')}")
-    combined = {"machine": info, "precision": ingest["precision"], "quick": args.quick, **results}
+    combined = {"machine": info, "precision": ingest["precision"], "runtime": ingest["runtime"], "quick": args.quick, **results}
     if args.out:
         args.out.write_text(json.dumps(combined, indent=1))
     if args.json:

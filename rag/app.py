@@ -14,7 +14,7 @@ from typing import Any, Iterator
 from rag import chats, libraries, library, loaders, server
 from rag.cli import settings_arguments, settings_from
 from rag.config import Settings
-from rag.embeddings import LazyEmbedder
+from rag.embeddings import lazy_embedder
 from rag.errors import ConfigError, RagError
 from rag.pipeline import Answer, Found, Partial, Pipeline
 from rag.yielding import YieldingEmbedder
@@ -823,7 +823,7 @@ def main(argv: list[str] | None = None, prog: str = "python app.py") -> int:
         if args.watch:
             libraries.record_folders(settings, args.watch)
         # The embedder loads in the background with the model (warm_up), not before the page is served.
-        pipeline = Pipeline(settings, embedder=LazyEmbedder(settings.embedder_path, settings.embed_precision))
+        pipeline = Pipeline(settings, embedder=lazy_embedder(settings))
     except RagError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2 if isinstance(exc, ConfigError) else 1

@@ -26,6 +26,12 @@ def _data_dir() -> Path:
     return (Path(xdg) if os.path.isabs(xdg) else Path.home() / ".local" / "share") / "rag-chat"
 
 
+def default_cache_dir() -> Path:
+    """Where files made from models are kept (the ONNX embedder): $XDG_CACHE_HOME/rag-chat, by default ~/.cache/rag-chat."""
+    xdg = os.environ.get("XDG_CACHE_HOME", "")
+    return (Path(xdg) if os.path.isabs(xdg) else Path.home() / ".cache") / "rag-chat"
+
+
 DEFAULT_INDEX_DIR = _data_dir() / "index"
 DEFAULT_LIBRARY_DIR = _data_dir() / "library"
 BUNDLED_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -103,7 +109,9 @@ class Settings:
     answer_sentences: int = field(default=1, metadata={"env": "RAG_ANSWER_SENTENCES", "help": "most sentences the grammar lets the model write (bench/answers.py chose 1 for the bundled model; a larger model may use 3)"})
     reuse_turns: bool = field(default=False, metadata={"env": "RAG_REUSE_TURNS", "help": "on: a follow-up continues the previous turn as the model saw and wrote it (its sources and raw answer), so llama.cpp reuses that state and the answer starts about half as late (bench/followup_speed.py); off (default until the answer benches have measured it: it turned one follow-up of the browser test into a refusal): the plain question and checked answer"})
     max_tokens: int = field(default=384, metadata={"env": "RAG_MAX_TOKENS", "help": "longest answer, in model tokens"})
-    embed_precision: str = field(default="auto", metadata={"env": "RAG_EMBED_PRECISION", "help": "auto (bfloat16 where the CPU has it in hardware, else float32), float32, bfloat16 or int8 (int8 Linear layers; an index made with int8 vectors is always ingested into and queried with int8, any other with float weights)"})
+    embed_precision: str = field(default="auto", metadata={"env": "RAG_EMBED_PRECISION", "help": "auto (float32 on ONNX Runtime; int8 once it meets the quality bounds), float32, bfloat16 (torch; about 10% faster ingests where the CPU has it in hardware, slower start) or int8 (int8 matrix products on ONNX Runtime; an index made with int8 vectors is always ingested into and queried with int8, any other with float weights)"})
+    embed_runtime: str = field(default="auto", metadata={"env": "RAG_EMBED_RUNTIME", "help": "auto (ONNX Runtime for float32 and int8, torch for bfloat16), onnx or torch"})
+    cache_dir: Path | None = field(default=None, metadata={"env": "RAG_CACHE_DIR", "help": "folder for files made from the models once (the ONNX embedder); empty: $XDG_CACHE_HOME/rag-chat or ~/.cache/rag-chat"})
     embed_batch: int = field(default=512, metadata={"env": "RAG_EMBED_BATCH", "help": "chunks embedded together while ingesting; a kill loses at most one batch"})
     max_file_mb: int = field(default=100, metadata={"env": "RAG_MAX_FILE_MB", "help": "larger files are reported, not read"})
     max_pages: int = field(default=5000, metadata={"env": "RAG_MAX_PAGES", "help": "PDFs with more pages are reported, not read"})
@@ -123,6 +131,7 @@ class Settings:
         for name, beside in (("libraries_dir", "libraries"), ("chats_dir", "chats")):
             value = getattr(self, name)
             object.__setattr__(self, name, Path(value).expanduser().absolute() if value else self.index_dir.parent / beside)
+        object.__setattr__(self, "cache_dir", Path(self.cache_dir).expanduser().absolute() if self.cache_dir else default_cache_dir())
         checks = {
             "chunk_tokens": self.chunk_tokens >= 16,
             "chunk_overlap": 0 <= self.chunk_overlap < self.chunk_tokens,
@@ -147,6 +156,7 @@ class Settings:
             "answer_sentences": self.answer_sentences >= 1,
             "answer_lead": self.answer_lead in ("evidence", "model"),
             "embed_precision": self.embed_precision in ("auto", "float32", "bfloat16", "int8"),
+            "embed_runtime": self.embed_runtime in ("auto", "onnx", "torch"),
             "embed_batch": self.embed_batch > 0,
             "max_file_mb": self.max_file_mb > 0,
             "max_pages": self.max_pages > 0,
@@ -223,6 +233,7 @@ _RULES = {
     "answer_sentences": "use 1 or more",
     "answer_lead": "use evidence or model",
     "embed_precision": "use auto, float32, bfloat16 or int8",
+    "embed_runtime": "use auto, onnx or torch",
     "embed_batch": "use a number above 0",
     "max_file_mb": "use a number of megabytes above 0",
     "max_pages": "use a number above 0",

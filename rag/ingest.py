@@ -76,7 +76,7 @@ def main(argv: list[str] | None = None, prog: str = "python ingest.py") -> int:
 def _ingest(paths: list[Path], settings, show_progress: bool, fresh: bool = False) -> int:
     from tqdm import tqdm
 
-    from rag.embeddings import LazyEmbedder
+    from rag.embeddings import lazy_embedder
     from rag.indexing import Progress, ingest
 
     bar = tqdm(total=0, unit="file", disable=not show_progress, file=sys.stderr, dynamic_ncols=True)
@@ -95,7 +95,7 @@ def _ingest(paths: list[Path], settings, show_progress: bool, fresh: bool = Fals
         print(f"Another ingest is writing {settings.index_dir}; waiting for it to finish...", file=sys.stderr, flush=True)
 
     try:
-        report = ingest(paths, settings, LazyEmbedder(settings.embedder_path, settings.embed_precision), progress,
+        report = ingest(paths, settings, lazy_embedder(settings), progress,
                         on_wait=waiting, fresh=fresh)
     finally:
         bar.close()
@@ -121,7 +121,7 @@ def _watch(paths: list[Path], settings, show_progress: bool) -> int:
     import threading
 
     from rag import libraries
-    from rag.embeddings import LazyEmbedder
+    from rag.embeddings import lazy_embedder
     from rag.indexing import find_files
     from rag.watch import Sync, Watcher
 
@@ -154,7 +154,7 @@ def _watch(paths: list[Path], settings, show_progress: bool) -> int:
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
-    watcher = Watcher(folders, settings, LazyEmbedder(settings.embedder_path, settings.embed_precision), printed)
+    watcher = Watcher(folders, settings, lazy_embedder(settings), printed)
     watcher.start()
     how = "by polling every second" if watcher.polling else "for file events"
     print(f"watching {', '.join(map(str, watcher.folders))} {how}; Ctrl-C stops", file=sys.stderr, flush=True)

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -13,6 +16,11 @@ from tests.questions import corpus_questions  # noqa: F401 - the tests' import p
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+# The ONNX embedder's files are made once per test run in a folder of its own (every process the tests start
+# inherits it), not in the user's ~/.cache.
+if "RAG_CACHE_DIR" not in os.environ:
+    os.environ["RAG_CACHE_DIR"] = tempfile.mkdtemp(prefix="rag-test-cache-")
+    atexit.register(shutil.rmtree, os.environ["RAG_CACHE_DIR"], True)
 
 ROOT = Path(__file__).resolve().parent.parent
 CORPUS = ROOT / "corpus"
@@ -43,10 +51,11 @@ def settings_factory():
 
 @pytest.fixture(scope="session")
 def embedder():
-    from rag.config import bundled_embedder_path
-    from rag.embeddings import SentenceTransformerEmbedder
+    from rag.config import Settings
+    from rag.embeddings import load_embedder
 
-    return SentenceTransformerEmbedder(bundled_embedder_path())
+    settings = Settings.load({})  # the app's own choice for this machine (auto precision and runtime)
+    return load_embedder(settings.embedder_path, settings.embed_precision, settings.embed_runtime, cache_dir=settings.cache_dir)
 
 
 @pytest.fixture(scope="session")

@@ -1,4 +1,5 @@
-"""Embedding precision: auto's rule, int8 quality, and an index always ingested into and queried the way it was made."""
+"""Embedding precision and runtime: auto's rule, ONNX Runtime's float32 and int8 against torch's float32, the
+export made once, and an index always ingested into and queried the way it was made."""
 
 from __future__ import annotations
 
@@ -16,12 +17,12 @@ TWO_NOTES = ("kv-cache.md", "sampling.md")
 
 
 @pytest.mark.parametrize("features, int8_ok, expected", [
-    ({"avx2", "avx512f", "avx512_vnni", "avx512_bf16"}, True, "bfloat16"),  # bfloat16 in hardware: fastest, closest
-    ({"avx2", "amx_bf16"}, True, "bfloat16"),
-    ({"avx2"}, True, "int8"),  # AVX2 only: int8, once it meets the quality bounds
-    ({"avx2", "avx512f", "avx512_vnni"}, True, "int8"),
-    ({"avx2"}, False, "float32"),  # bounds not met: float32, never bfloat16 without hardware support
-    (set(), True, "float32"),  # no AVX2: torch's int8 kernels would run the slow reference path
+    ({"avx2", "avx512f", "avx512_vnni", "avx512_bf16"}, False, "float32"),  # bfloat16 only when asked for (torch, slow start)
+    ({"avx2", "amx_bf16"}, False, "float32"),
+    ({"avx2"}, True, "int8"),  # int8, once it meets the quality bounds
+    ({"avx2", "avx512f", "avx512_vnni", "avx512_bf16"}, True, "int8"),
+    ({"avx2"}, False, "float32"),  # bounds not met: float32 (on ONNX Runtime), never bfloat16 without hardware support
+    (set(), True, "float32"),  # no AVX2: the int8 kernels would run a slow path
 ])
 def test_auto_follows_the_cpu_features_and_the_quality_bounds(features, int8_ok, expected):
     assert auto_precision(frozenset(features), int8_ok=int8_ok) == expected
@@ -45,6 +46,7 @@ def test_lazy_embedder_follows_an_index_without_loading_torch_weights():
     assert lazy.name == "minilm"
     followed = follow(lazy, "minilm@int8")
     assert followed.name == "minilm@int8" and followed.precision == "int8" and not followed.loaded
+    assert follow(lazy, "minilm@int8") is followed  # kept: a reloaded index does not load the model again
     assert follow(lazy, "minilm") is lazy and follow(lazy, None) is lazy
     assert follow(lazy, "other-model") is lazy  # another model altogether: the caller reports the mismatch
     auto = LazyEmbedder("/models/minilm/model", "auto")
@@ -52,11 +54,26 @@ def test_lazy_embedder_follows_an_index_without_loading_torch_weights():
 
 
 @pytest.fixture(scope="module")
-def int8_embedder():
-    from rag.config import bundled_embedder_path
-    from rag.embeddings import SentenceTransformerEmbedder
+def cache_dir():
+    from rag.config import Settings
 
-    return SentenceTransformerEmbedder(bundled_embedder_path(), precision="int8")
+    return Settings.load({}).cache_dir  # the test run's own (tests/conftest.py)
+
+
+@pytest.fixture(scope="module")
+def int8_embedder(cache_dir):
+    from rag.config import bundled_embedder_path
+    from rag.embeddings import load_embedder
+
+    return load_embedder(bundled_embedder_path(), "int8", cache_dir=cache_dir)
+
+
+@pytest.fixture(scope="module")
+def torch_float32():
+    from rag.config import bundled_embedder_path
+    from rag.embeddings import load_embedder
+
+    return load_embedder(bundled_embedder_path(), "float32", "torch")
 
 
 def _notes(tmp_path, names=TWO_NOTES):
@@ -74,16 +91,62 @@ def _vectors(index_dir):
     return snapshot, snapshot.vectors.reconstruct_n(0, snapshot.vectors.ntotal)
 
 
-def test_int8_vectors_agree_with_float32_on_corpus_chunks(corpus_index, int8_embedder):
+def test_int8_vectors_agree_with_float32_on_corpus_chunks(corpus_index, int8_embedder, torch_float32):
     from rag import store
-    from rag.config import bundled_embedder_path
-    from rag.embeddings import SentenceTransformerEmbedder
 
     texts = [c.indexed_text for c in store.load(corpus_index).chunks[::10]]
-    reference = SentenceTransformerEmbedder(bundled_embedder_path(), precision="float32").embed(texts)
+    reference = torch_float32.embed(texts)
     cosines = np.sum(int8_embedder.embed(texts) * reference, axis=1)
     assert cosines.min() >= 0.99, cosines.min()
-    assert int8_embedder.name.endswith("@int8")
+    assert cosines.mean() < 0.9999  # really quantized, not float32 under another name
+    assert int8_embedder.name.endswith("@int8") and int8_embedder.runtime == "onnx"
+
+
+def test_onnx_float32_gives_torch_float32_vectors_and_token_counts(corpus_index, cache_dir, torch_float32):
+    from rag import store
+    from rag.config import bundled_embedder_path
+    from rag.embeddings import load_embedder
+
+    onnx = load_embedder(bundled_embedder_path(), "float32", cache_dir=cache_dir)
+    assert onnx.runtime == "onnx" and onnx.name == torch_float32.name  # one family: the index records the same name
+    texts = [c.indexed_text for c in store.load(corpus_index).chunks[::7]] + ["", "a", "word " * 400]  # empty, tiny, truncated
+    cosines = np.sum(onnx.embed(texts) * torch_float32.embed(texts), axis=1)
+    assert cosines.min() > 0.9999, cosines.min()
+    assert [onnx.count_tokens(t) for t in texts] == [torch_float32.count_tokens(t) for t in texts]
+    assert onnx.dim == torch_float32.dim and onnx.max_tokens == torch_float32.max_tokens
+    assert onnx.embed([]).shape == (0, onnx.dim)
+
+
+def test_the_onnx_files_are_made_once_and_reused(tmp_path):
+    from rag.config import bundled_embedder_path
+    from rag.embeddings.onnx_runtime import INT8_FILE, onnx_files
+
+    first = onnx_files(bundled_embedder_path(), tmp_path)
+    made = {p.name: p.stat().st_mtime_ns for p in first.iterdir()}
+    assert set(made) == {"model.onnx", INT8_FILE}
+    again = onnx_files(bundled_embedder_path(), tmp_path)
+    assert again == first and {p.name: p.stat().st_mtime_ns for p in again.iterdir()} == made
+    assert not [p for p in (tmp_path / "onnx").iterdir() if ".making-" in p.name]  # nothing half-made left aside
+
+
+def test_a_model_onnx_runtime_cannot_run_is_named_or_left_to_torch(tmp_path, cache_dir):
+    import json
+
+    from rag.config import bundled_embedder_path
+    from rag.embeddings import load_embedder
+    from rag.embeddings.onnx_runtime import OnnxUnsupported, check_layout
+
+    model = tmp_path / "cls-model"
+    shutil.copytree(bundled_embedder_path(), model)
+    pooling = model / "1_Pooling" / "config.json"
+    config = json.loads(pooling.read_text()) | {"pooling_mode_mean_tokens": False, "pooling_mode_cls_token": True}
+    pooling.write_text(json.dumps(config))
+    with pytest.raises(OnnxUnsupported, match="pooling_mode_cls_token"):
+        check_layout(model)
+    with pytest.raises(ConfigError, match=r"cannot run on ONNX Runtime.*RAG_EMBED_RUNTIME=torch"):
+        load_embedder(str(model), "int8", cache_dir=cache_dir)
+    fallback = load_embedder(str(model), "float32", cache_dir=cache_dir)  # float32 runs it on torch instead
+    assert fallback.runtime == "torch" and fallback.embed(["a cat"]).shape == (1, fallback.dim)
 
 
 def test_an_int8_index_is_ingested_into_and_queried_with_int8(tmp_path, settings_factory, embedder, int8_embedder):
@@ -110,15 +173,13 @@ def test_an_int8_index_is_ingested_into_and_queried_with_int8(tmp_path, settings
     assert hits and hits[0].chunk.path.endswith("kv-cache.md")
 
 
-def test_a_float32_index_stays_float32_when_auto_would_pick_int8(tmp_path, settings_factory, int8_embedder):
-    from rag.config import bundled_embedder_path
-    from rag.embeddings import SentenceTransformerEmbedder
+def test_a_float32_index_stays_float32_when_auto_would_pick_int8(tmp_path, settings_factory, int8_embedder, torch_float32):
     from rag.indexing import ingest
     from rag.pipeline import Pipeline
 
     folder = _notes(tmp_path, TWO_NOTES[:1])
     settings = settings_factory(tmp_path / "index")
-    float32 = SentenceTransformerEmbedder(bundled_embedder_path(), precision="float32")
+    float32 = torch_float32
     ingest([folder], settings, float32)  # what every index made before int8 holds: the name alone
     shutil.copy(CORPUS / TWO_NOTES[1], folder / TWO_NOTES[1])
     ingest([folder], settings, int8_embedder)  # an AVX2-only machine whose auto picks int8
