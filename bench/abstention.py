@@ -47,7 +47,7 @@ def main() -> None:
 
     from bench import outside
     from rag.config import Settings
-    from rag.embeddings import SentenceTransformerEmbedder
+    from rag.embeddings import embedder_for
     from rag.indexing import ingest
     from rag.pipeline import Pipeline
 
@@ -59,7 +59,7 @@ def main() -> None:
     default = Settings().abstain_below
     for name, (paths, on, off) in sets.items():
         settings = Settings(index_dir=args.workdir / f"{name}-index")
-        embedder = SentenceTransformerEmbedder(settings.embedder_path)
+        embedder = embedder_for(settings)
         ingest(paths, settings, embedder)
         pipeline = Pipeline(settings, embedder=embedder)
         for kind, asked in (("on", on), ("off", off)):

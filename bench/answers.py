@@ -132,7 +132,7 @@ def main() -> None:
     args = parser.parse_args()
 
     from rag.config import Settings
-    from rag.embeddings import SentenceTransformerEmbedder
+    from rag.embeddings import embedder_for
     from rag.indexing import ingest
     from rag.pipeline import Pipeline
 
@@ -141,7 +141,7 @@ def main() -> None:
     for name in (("corpus", "outside") if args.set == "both" else (args.set,)):
         paths, index, questions, off = (corpus_set if name == "corpus" else outside_set)(args.workdir)
         settings = Settings.load({"index_dir": index, "temperature": 0.0})
-        embedder = SentenceTransformerEmbedder(settings.embedder_path, precision=settings.embed_precision)
+        embedder = embedder_for(settings)
         report = ingest(paths, settings, embedder)
         print(f"{name}: {len(report.failed)} files failed; evidence_tokens={settings.evidence_tokens} "
               f"grammar={settings.grammar} top_k={settings.top_k}", flush=True)

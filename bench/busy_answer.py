@@ -44,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from rag import library
     from rag.config import Settings
-    from rag.embeddings import SentenceTransformerEmbedder
+    from rag.embeddings import embedder_for
     from rag.indexing import ingest
     from rag.pipeline import Pipeline
     from rag.yielding import YieldingEmbedder
@@ -53,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         settings = Settings.load({"index_dir": work / "index", "library_dir": work / "library", "temperature": 0.0,
                                   "max_tokens": 128})
-        embedder = SentenceTransformerEmbedder(settings.embedder_path, precision=settings.embed_precision)
+        embedder = embedder_for(settings)
         ingest([ROOT / "corpus"], settings, embedder)
         pipeline = Pipeline(settings, embedder=embedder)
         counting = Counting(pipeline.generator)

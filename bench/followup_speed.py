@@ -71,14 +71,14 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     from rag.config import Settings
-    from rag.embeddings import SentenceTransformerEmbedder
+    from rag.embeddings import embedder_for
     from rag.indexing import ingest
     from rag.pipeline import Pipeline
 
     work = Path(tempfile.mkdtemp(prefix="followup-"))
     settings = Settings.load({"index_dir": work / "index", "library_dir": work / "lib", "temperature": 0.0,
                               "reuse_turns": True})
-    embedder = SentenceTransformerEmbedder(settings.embedder_path, precision=settings.embed_precision)
+    embedder = embedder_for(settings)
     ingest([ROOT / "corpus"], settings, embedder)
     pipeline = Pipeline(settings, embedder=embedder)
     timed = Timed(pipeline.generator)

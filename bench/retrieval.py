@@ -110,7 +110,7 @@ def main() -> int:
     from bench.configs import CONFIGS, DEFAULT
     from rag import store
     from rag.config import Settings
-    from rag.embeddings import SentenceTransformerEmbedder
+    from rag.embeddings import embedder_for
     from rag.indexing import ingest
 
     documents, queries, qrels = read_beir(args.dataset)
@@ -120,7 +120,7 @@ def main() -> int:
     folder = workdir / "docs"
     write_documents(documents, folder)
     base = Settings.load({"index_dir": workdir / "index"})  # RAG_* variables (chunk size, BM25 constants) apply
-    embedder = SentenceTransformerEmbedder(base.embedder_path)
+    embedder = embedder_for(base)
     started = time.perf_counter()
     report = ingest([folder], base, embedder)
     print(f"ingest: {report.summary()}", file=sys.stderr)

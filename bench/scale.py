@@ -135,11 +135,10 @@ def ingest_phase(backend: str, index: Path, uri: str, collection: str, size: str
 
     settings = settings_for(backend, index, uri, collection)
     if size == "corpus":
-        from rag.config import bundled_embedder_path
-        from rag.embeddings import SentenceTransformerEmbedder
+        from rag.embeddings import embedder_for
         from rag.indexing import ingest
 
-        report = ingest([ROOT / "corpus"], settings, SentenceTransformerEmbedder(bundled_embedder_path()))
+        report = ingest([ROOT / "corpus"], settings, embedder_for(settings))
         return {"chunks": report.chunks, "ingest_s": None}
     documents, chunks, vectors, _ = synthetic_corpus(int(size))
     put, start = {}, 0
@@ -159,14 +158,13 @@ def ingest_phase(backend: str, index: Path, uri: str, collection: str, size: str
 def query_phase(backend: str, index: Path, uri: str, collection: str, questions: list[str]) -> dict[str, Any]:
     """Open the index as the app does and time hybrid searches; returns seconds, latencies and memory."""
     from rag import store
-    from rag.config import bundled_embedder_path
-    from rag.embeddings import SentenceTransformerEmbedder
+    from rag.embeddings import embedder_for
     from rag.retrieve import choose_reranker, retriever_for
 
-    embedder = SentenceTransformerEmbedder(bundled_embedder_path())
+    settings = settings_for(backend, index, uri, collection)
+    embedder = embedder_for(settings)
     embedder.embed(["warm up"])
     base, _ = memory_mb([os.getpid()])
-    settings = settings_for(backend, index, uri, collection)
     started = time.perf_counter()
     snapshot = store.choose(settings).load()
     loaded = time.perf_counter()

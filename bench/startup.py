@@ -98,13 +98,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     from rag.config import Settings
-    from rag.embeddings import LazyEmbedder
+    from rag.embeddings import lazy_embedder
     from rag.indexing import ingest
 
     work = Path(tempfile.mkdtemp(prefix="startup-"))
     try:
         settings = Settings.load({"index_dir": work / "corpus-index", "library_dir": work / "lib"})
-        embedder = LazyEmbedder(settings.embedder_path, settings.embed_precision)
+        embedder = lazy_embedder(settings)
         ingest([ROOT / "corpus"], settings, embedder)
         indexes = {"corpus": settings.index_dir}
         if args.chunks:

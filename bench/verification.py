@@ -71,9 +71,9 @@ def main() -> None:
     args = parser.parse_args()
     if args.hard:
         from rag.config import Settings
-        from rag.embeddings import SentenceTransformerEmbedder
+        from rag.embeddings import embedder_for
 
-        result = judge_hard_cases(SentenceTransformerEmbedder(Settings().embedder_path))
+        result = judge_hard_cases(embedder_for(Settings.load({})))
         for name, r in result.items():
             print(f"{name:<7} precision {r['precision']:.2f} recall {r['recall']:.2f} "
                   f"({r['judged_supported']} judged supported, {r['supported']} of {r['cases']} truly supported)")
@@ -82,11 +82,11 @@ def main() -> None:
     from rag import loaders
     from rag.chunking import chunk_sections
     from rag.config import Settings
-    from rag.embeddings import SentenceTransformerEmbedder
+    from rag.embeddings import embedder_for
     from rag.verify import sentences, support_scores
 
     settings = Settings()
-    embedder = SentenceTransformerEmbedder(settings.embedder_path)
+    embedder = embedder_for(settings)
     chunks = [c for path in sorted((ROOT / "corpus").glob("*.md"))
               for c in chunk_sections(loaders.load(path), embedder.count_tokens, settings.chunk_tokens, settings.chunk_overlap)]
     rng = random.Random(0)

@@ -12,7 +12,7 @@ from rag import citations, evidence, store, verify
 from rag.chunking import place
 from rag.config import Settings
 from rag.errors import RagError
-from rag.embeddings import Embedder, follow, load_embedder
+from rag.embeddings import Embedder, embedder_for, follow
 from rag.evidence import Evidence, Window
 from rag.generate import (Generator, Message, build_messages, choose as choose_generator, citation_grammar, repetition_start,
                           source_block, wants_code)
@@ -109,8 +109,7 @@ class Pipeline:
 
     def __init__(self, settings: Settings, embedder: Embedder | None = None, generator: Generator | None = None) -> None:
         self.settings = settings
-        self.embedder = embedder or load_embedder(settings.embedder_path, settings.embed_precision, settings.embed_runtime,
-                                                  cache_dir=settings.cache_dir)
+        self.embedder = embedder or embedder_for(settings)
         self._generator = generator
         self._cross_encoder = CrossEncoderReranker(settings.reranker) if settings.reranker else None
         self._retriever: Retriever | None = None

@@ -52,10 +52,9 @@ def settings_factory():
 @pytest.fixture(scope="session")
 def embedder():
     from rag.config import Settings
-    from rag.embeddings import load_embedder
+    from rag.embeddings import embedder_for
 
-    settings = Settings.load({})  # the app's own choice for this machine (auto precision and runtime)
-    return load_embedder(settings.embedder_path, settings.embed_precision, settings.embed_runtime, cache_dir=settings.cache_dir)
+    return embedder_for(Settings.load({}))  # the app's own choice for this machine (auto precision and runtime)
 
 
 @pytest.fixture(scope="session")

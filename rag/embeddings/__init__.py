@@ -220,6 +220,11 @@ class LazyEmbedder:
         return self._model().count_tokens(text)
 
 
+def embedder_for(settings) -> Embedder:
+    """The embedder the settings name (model folder, precision, runtime, cache), loaded now."""
+    return load_embedder(settings.embedder_path, settings.embed_precision, settings.embed_runtime, cache_dir=settings.cache_dir)
+
+
 def lazy_embedder(settings) -> LazyEmbedder:
     """The embedder the settings name (model folder, precision, runtime, cache), loaded on first use."""
     return LazyEmbedder(settings.embedder_path, settings.embed_precision, settings.embed_runtime, settings.cache_dir)
