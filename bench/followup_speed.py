@@ -12,6 +12,9 @@ first question is answered from a reset model, then the follow-up is asked with 
   context kept.
 Interleaved pair by pair. Time to first token is measured from the ask (retrieval included, what a
 person waits for) and from the model call (prefill only); kept and cold answers must be the same.
+Each mode also counts the follow-ups whose answer cites the file the question list names, those it
+abstained on (a model that declines on weak evidence makes the pipeline abstain), and those whose
+continued answer declined or said nothing and was written again with the plain layout.
 """
 
 from __future__ import annotations
@@ -51,7 +54,7 @@ class Timed:
             yield piece
 
 
-def ask(pipeline, question: str, history: list[dict]) -> tuple[float, str]:
+def ask(pipeline, question: str, history: list[dict]):
     from rag.pipeline import Answer, Partial
 
     started, first, answer = time.perf_counter(), None, None
@@ -60,7 +63,24 @@ def ask(pipeline, question: str, history: list[dict]) -> tuple[float, str]:
             first = time.perf_counter() - started
         if isinstance(event, Answer):
             answer = event
-    return first or 0.0, answer.text if answer else ""
+    return first or 0.0, answer
+
+
+def cites(answer, name: str) -> bool:
+    from rag import citations
+
+    return any(answer.sources[n - 1].path.endswith("/" + name) for n in citations.parse(answer.text)
+               if 0 < n <= len(answer.sources))
+
+
+def expected_files() -> dict[str, str]:
+    """Each follow-up of tests/followup_questions.md and the file that answers it."""
+    files = {}
+    for line in (ROOT / "tests" / "followup_questions.md").read_text(encoding="utf-8").splitlines():
+        if "||" in line and "--" in line and not line.startswith("#"):
+            follow, name = line.split("||", 1)[1].split("--", 1)
+            files[follow.strip()] = name.strip()
+    return files
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -89,6 +109,11 @@ def main(argv: list[str] | None = None) -> int:
     ask(pipeline, pairs[0][0], [])  # warm: model, index, evidence vectors
 
     measured: dict[str, list[tuple[float, float]]] = {"kept": [], "cold": [], "plain": []}
+    right = {mode: 0 for mode in measured}
+    abstained = {mode: 0 for mode in measured}
+    asked = {mode: 0 for mode in measured}
+    rewritten = {mode: 0 for mode in measured}  # continued answers that declined or said nothing, written again plainly
+    files = expected_files()
     same = differ = 0
     for _ in range(args.rounds):
         for first, follow in pairs:
@@ -97,25 +122,36 @@ def main(argv: list[str] | None = None) -> int:
                 user = pipeline if mode != "plain" else plain
                 llm.reset()
                 _, answer = ask(user, first, [])
-                history = [{"role": "user", "content": first}, {"role": "assistant", "content": answer}]
+                history = [{"role": "user", "content": first}, {"role": "assistant", "content": answer.text}]
                 if mode == "cold":
                     llm.reset()
-                waited, texts[mode] = ask(user, follow, history)
-                measured[mode].append((waited, timed.prefill[-1]))
+                before = user.rewritten
+                waited, followed = ask(user, follow, history)
+                rewritten[mode] += user.rewritten - before
+                texts[mode] = followed.text
+                right[mode] += cites(followed, files[follow])
+                abstained[mode] += followed.abstained
+                asked[mode] += 1
+                if not followed.abstained:  # no model call: nothing to time
+                    measured[mode].append((waited, timed.prefill[-1]))
             same, differ = (same + 1, differ) if texts["kept"] == texts["cold"] else (same, differ + 1)
 
     def median(mode: str, column: int) -> float:
         return statistics.median(row[column] for row in measured[mode])
 
     result = {"bench": "followup_speed", "machine": machine(), "pairs": len(pairs), "rounds": args.rounds,
-              "modes": {m: {"first_token_s": round(median(m, 0), 3), "prefill_s": round(median(m, 1), 3)} for m in measured},
+              "modes": {m: {"first_token_s": round(median(m, 0), 3), "prefill_s": round(median(m, 1), 3),
+                            "cites_the_file": right[m], "abstained": abstained[m], "asked": asked[m],
+                            "rewritten": rewritten[m]} for m in measured},
               "kept_vs_cold_sooner": round(1 - median("kept", 0) / median("cold", 0), 3),
               "kept_vs_cold_prefill_sooner": round(1 - median("kept", 1) / median("cold", 1), 3),
               "same_answers": same, "different_answers": differ}
     if not args.json:
         print(describe(result["machine"]), "flags:", " ".join(result["machine"]["cpu_flags"]))
         for mode, row in result["modes"].items():
-            print(f"{mode:6s} first token {row['first_token_s']:.2f} s (model prefill {row['prefill_s']:.2f} s)")
+            print(f"{mode:6s} first token {row['first_token_s']:.2f} s (model prefill {row['prefill_s']:.2f} s); "
+                  f"cites the right file {row['cites_the_file']}/{row['asked']}, abstained {row['abstained']}, "
+                  f"written again plainly {row['rewritten']}")
         print(f"kept vs cold: first token {result['kept_vs_cold_sooner']:.0%} sooner "
               f"(prefill {result['kept_vs_cold_prefill_sooner']:.0%}); same answers {same}/{same + differ}")
     finish(result, args.json)

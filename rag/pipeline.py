@@ -118,6 +118,7 @@ class Pipeline:
         self._vector_generation: str | None = None
         self._vector_cache: dict = {}
         self._said: dict[tuple[str, str], tuple[str, str]] = {}  # (index, question) -> (user message, raw answer) sent
+        self.rewritten = 0  # follow-ups whose continued answer declined and was written again with the plain layout
 
     @property
     def generator(self) -> Generator:
@@ -236,25 +237,35 @@ class Pipeline:
             # Windows go without their file label: the small model copied labels into its sentences.
             blocks = [source_block(s.n, "", " … ".join(s.windows)) if s.windows else source_block(s.n, s.label, s.text)
                       for s in sources]
-            said = self._as_said(history) if self.settings.reuse_turns else history
-            messages, fitted = build_messages(question, blocks, said, generator, self.settings.max_tokens)
-            sources = sources[:fitted]
-            found = tuple(e for e in found if e.n <= fitted)
-            grammar = None
-            if self.settings.grammar != "off" and sources and not wants_code(question):
-                words = " ".join(blocks[:fitted]).split() if self.settings.grammar == "words" else ()
-                grammar = citation_grammar(len(sources), self.settings.answer_sentences, words=words)
-            text = ""
-            pieces = generator.stream(messages, self.settings.max_tokens, self.settings.temperature, grammar=grammar)
-            for piece in pieces:
-                text += piece
-                cut = repetition_start(text)
-                if cut is not None:
-                    text = text[:cut].rstrip()
-                    pieces.close()  # stops llama.cpp from generating the rest
+            # A follow-up first continues the earlier turns as the model saw and wrote them (their state is still in
+            # llama.cpp, so it starts about half as late). Seeing the earlier sources too, the small model sometimes
+            # declines or repeats its earlier pattern ("The [1]."); that answer is written again with the plain layout
+            # (the question and checked answer).
+            said = self._as_said(history) if self.settings.reuse_turns else list(history)
+            layouts = [said] + ([list(history)] if said != list(history) else [])
+            offered, offered_found = sources, found
+            for attempt, layout in enumerate(layouts):
+                messages, fitted = build_messages(question, blocks, layout, generator, self.settings.max_tokens)
+                sources = offered[:fitted]
+                found = tuple(e for e in offered_found if e.n <= fitted)
+                grammar = None
+                if self.settings.grammar != "off" and sources and not wants_code(question):
+                    words = " ".join(blocks[:fitted]).split() if self.settings.grammar == "words" else ()
+                    grammar = citation_grammar(len(sources), self.settings.answer_sentences, words=words)
+                text = ""
+                pieces = generator.stream(messages, self.settings.max_tokens, self.settings.temperature, grammar=grammar)
+                for piece in pieces:
+                    text += piece
+                    cut = repetition_start(text)
+                    if cut is not None:
+                        text = text[:cut].rstrip()
+                        pieces.close()  # stops llama.cpp from generating the rest
+                        yield Partial(text)
+                        break
                     yield Partial(text)
+                if attempt + 1 == len(layouts) or not _declines_or_says_nothing(text):
                     break
-                yield Partial(text)
+                self.rewritten += 1
             self._remember(question, messages[-1]["content"], text)
         yield self._grounded(question, citations.clean(text, len(sources)), sources, found)
 
@@ -352,6 +363,11 @@ class Pipeline:
         assert isinstance(final, Answer)
         return final
 
+
+
+def _declines_or_says_nothing(text: str) -> bool:
+    """A model answer that declines, or has fewer than three words besides its citations."""
+    return bool(_DECLINES.search(text)) or len(re.findall(r"\w+", citations.strip(text))) < 3
 
 
 def _previous_question(history: Sequence[Message]) -> str:

@@ -79,3 +79,43 @@ def test_a_follow_up_continues_the_first_turn_as_the_model_saw_it_and_reads_the_
     plain = live.sibling(settings.with_(reuse_turns=False))  # the layout before: the question and checked answer
     plain.ask("How big does it get?", history)
     assert recording.sent[-1][1] == {"role": "user", "content": "What is the KV cache?"}
+
+
+class DeclinesWhenContinued(Recording):
+    """The real model, except that an answer to a continued follow-up (a prompt holding an earlier assistant turn
+    as the model wrote it) comes out the way the small model sometimes writes one: its earlier pattern, no words."""
+
+    def __init__(self, inner, written: str) -> None:
+        super().__init__(inner)
+        self.written = written
+
+    def stream(self, messages, max_tokens, temperature, grammar=None):
+        if any(m["role"] == "assistant" and m["content"] == self.written for m in messages):
+            self.sent.append([dict(m) for m in messages])
+            yield "The [1]."
+            return
+        yield from super().stream(messages, max_tokens, temperature, grammar=grammar)
+
+
+def test_a_continued_follow_up_that_says_nothing_is_written_again_with_the_plain_layout(corpus_index, embedder,
+                                                                                          settings_factory):
+    from rag.generate import LlamaGenerator
+    from rag.pipeline import Pipeline
+
+    settings = settings_factory(corpus_index)  # the default: follow-ups continue the earlier turn
+    assert settings.reuse_turns
+    model = LlamaGenerator(settings)
+    live = Pipeline(settings, embedder=embedder, generator=Recording(model))
+    first = live.ask("What is the KV cache?")
+    first_raw = live._said[(str(settings.index_dir), "What is the KV cache?")][1]
+    scripted = DeclinesWhenContinued(model, first_raw)
+    live._generator = scripted
+    history = [{"role": "user", "content": "What is the KV cache?"}, {"role": "assistant", "content": first.text}]
+    answer = live.ask("How big does it get?", history)
+    continued, plain = scripted.sent
+    assert any(m["content"] == first_raw for m in continued)  # first the continued layout...
+    assert plain[1:3] == history  # ...then the question and checked answer, as with RAG_REUSE_TURNS=off
+    assert live.rewritten == 1
+    assert not answer.abstained and any(s.path.endswith("kv-cache.md") for s in answer.sources)
+    off = live.sibling(settings.with_(reuse_turns=False)).ask("How big does it get?", history)
+    assert answer.text == off.text  # what the plain layout writes, word for word
