@@ -833,7 +833,8 @@ def main(argv: list[str] | None = None, prog: str = "python app.py") -> int:
     demo = build_app(pipeline, shelf, logins=bool(auth))
     demo.queue(default_concurrency_limit=1)
     asgi = server.build_server(shelf.documents, demo, auth or None, pipeline.settings.max_file_mb, head=STOP_SHORTCUT)
-    web = uvicorn.Server(uvicorn.Config(asgi, host=args.host, port=args.port, log_level="warning"))
+    # An open tab keeps a connection (its event stream) open; on SIGTERM or Ctrl-C wait at most 3 s for it.
+    web = uvicorn.Server(uvicorn.Config(asgi, host=args.host, port=args.port, log_level="warning", timeout_graceful_shutdown=3))
 
     def after_start() -> None:
         """The models, the index and the folder watchers load once the page is served, not before: on two cores they
