@@ -32,13 +32,14 @@ def machine() -> dict[str, Any]:
 SPEED_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_bf16", "amx_int8")
 
 
-def cpu_flags() -> list[str]:
-    """Which of the instruction sets that decide the embedder's and llama.cpp's speed this CPU has (/proc/cpuinfo)."""
+def cpu_flags(wanted: Sequence[str] = SPEED_FLAGS) -> list[str]:
+    """Which of the instruction sets in `wanted` (by default those that decide the embedder's and llama.cpp's speed)
+    this CPU has (/proc/cpuinfo)."""
     try:
         flags = set(re.search(r"^flags\s*:(.*)$", Path("/proc/cpuinfo").read_text(), re.M)[1].split())
     except (OSError, TypeError):
         return []
-    return [f for f in SPEED_FLAGS if f in flags]
+    return [f for f in wanted if f in flags]
 
 
 # An AVX2-only CPU as torch, oneDNN, MKL and FBGEMM see it, set before torch loads (bench/precision.py --avx2,

@@ -47,7 +47,7 @@ sys.path.insert(0, str(ROOT))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from bench import outside  # noqa: E402
-from bench.common import describe, finish, machine  # noqa: E402
+from bench.common import cpu_flags, describe, finish, machine  # noqa: E402
 
 WORKDIR = Path("/tmp/rag-bench/ocr")
 GNUPLOT = Path("/tmp/rag-bench/outside/docs/gnuplot.pdf")
@@ -291,14 +291,6 @@ def versions() -> dict[str, str]:
     return found
 
 
-def cpu_flags() -> list[str]:
-    try:
-        flags = set(re.search(r"^flags\s*:\s*(.*)$", Path("/proc/cpuinfo").read_text(), re.M)[1].split())
-    except (OSError, TypeError):
-        return []
-    return [f for f in CPU_FLAGS if f in flags]
-
-
 def table(readings: list[Reading], renders: dict[str, list[float]]) -> str:
     rows = ["| engine | variant | pages | char acc mean | char acc median | char acc, spaces ignored | "
             "word acc (edit) | word recall (bag) | pages/s | s/page (OCR) | CPU s/page | s/page (render) |",
@@ -372,7 +364,7 @@ def main() -> None:
     pages = [page for pdf in pdfs for page in pick_pages(pdf, args.pages, args.seed)]
 
     info, found = machine(), versions()
-    print(f"Machine: {describe(info)}; CPU flags: {' '.join(cpu_flags()) or 'unknown'}; "
+    print(f"Machine: {describe(info)}; CPU flags: {' '.join(cpu_flags(CPU_FLAGS)) or 'unknown'}; "
           f"load average {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
     print("Versions: " + "; ".join(f"{k} {v}" for k, v in found.items()))
     for pdf in pdfs:
@@ -394,7 +386,7 @@ def main() -> None:
           f"load average at the end {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
     if args.details:
         print(worst(readings))
-    finish({"machine": info, "cpu_flags": cpu_flags(), "versions": found,
+    finish({"machine": info, "cpu_flags": cpu_flags(CPU_FLAGS), "versions": found,
             "pages": [{"pdf": str(p.pdf), "page": p.number, "chars": len(p.reference)} for p in pages],
             "readings": [{"engine": r.engine, "variant": r.variant, "pdf": r.page.pdf.name, "page": r.page.number,
                           "chars": r.chars, "chars_no_space": r.chars_no_space, "words": r.words,

@@ -7,6 +7,7 @@ module holds the Protocol, the precision rules, which index gets which path, and
 
 from __future__ import annotations
 
+import functools
 import os
 import sys
 import threading
@@ -44,6 +45,7 @@ INT8_SUFFIX = "@int8"
 INT8_MEETS_BOUNDS = False
 
 
+@functools.cache  # the CPU and the emulation variables do not change while a process runs
 def cpu_features() -> frozenset[str]:
     """The CPU features the kernels will use: avx2, avx512f, avx512_vnni, avx512_bf16, amx_bf16.
 
